@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Start what the test suite needs when it is missing: a Redis on 127.0.0.1:6379.
+set -euo pipefail
+
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    if ! command -v redis-server >/dev/null 2>&1; then
+        echo "redis-server is missing: installing Debian's redis-server" >&2
+        apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+    fi
+    echo "starting redis-server on 127.0.0.1:6379" >&2
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+    for _ in $(seq 50); do
+        redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null
+fi
