@@ -65,7 +65,7 @@ def identity_from_query(query: str) -> Identity | None:
     if not user or user == "bad":
         return None
     groups = [g for g in params.get("groups", [""])[0].split(",") if g]
-    return Identity(key=user, groups=frozenset(groups), metadata={"user": user})
+    return Identity(key=user, groups=set(groups), metadata={"user": user})
 
 
 async def starlette_auth(websocket: WebSocket) -> Identity | None:
