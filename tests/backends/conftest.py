@@ -31,7 +31,7 @@ def namespace() -> str:
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
+def redis_url() -> str:
     """The shared Redis on 127.0.0.1:6379 (the suite needs it running)."""
     client = redis.Redis.from_url(SHARED_REDIS)
     try:
@@ -40,7 +40,7 @@ def redis_url() -> Iterator[str]:
         pytest.fail(f"Redis at {SHARED_REDIS} is not running (make services): {exc}")
     finally:
         client.close()
-    yield SHARED_REDIS
+    return SHARED_REDIS
 
 
 class PrivateRedis:

@@ -10,7 +10,7 @@ once a connection has the fence it must hold each earlier message exactly once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -22,6 +22,7 @@ from wsregistry import MemoryBackend, MemoryHub, NotConnected, Registry
 from wsregistry.testing import RecordingTransport
 
 from .conftest import SHARED_REDIS
+from .support import until
 
 pytestmark = pytest.mark.anyio
 
@@ -87,6 +88,10 @@ async def cluster(kind: str, namespace: str, nodes: int = 2) -> AsyncIterator[li
                 backend = RedisBackend(SHARED_REDIS, namespace=namespace)
             registries.append(await stack.enter_async_context(Registry(backend=backend)))
         yield registries
+
+
+async def _equals(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
 
 
 async def fenced(
@@ -209,13 +214,9 @@ async def test_presence_spans_the_cluster(kind: str, namespace: str) -> None:
         assert not await a.is_online("7")
         assert await a.online_keys() == {"alice", 7}
         await b.disconnect(c2)
-        with anyio.fail_after(TIMEOUT):
-            while await a.online_count("alice") != 1:
-                await anyio.sleep(0.005)
+        await until(lambda: _equals(a.online_count("alice"), 1))
         await a.disconnect(c1)
-        with anyio.fail_after(TIMEOUT):
-            while await b.is_online("alice"):
-                await anyio.sleep(0.005)
+        await until(lambda: _equals(b.is_online("alice"), False))
         assert await b.online_keys() == {7}
 
 
