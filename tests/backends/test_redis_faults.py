@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -111,7 +112,7 @@ async def test_fifty_killed_pubsub_links_always_come_back(
             before = health(b).reconnects
             killed = client.client_kill_filter(_type="pubsub")
             assert killed == 2  # one link per node
-            await until(lambda before=before: _true(health(b).reconnects > before))
+            await until(partial(_reconnected, b, before))
             await until(lambda: connected(a, b))
             await a.send("k", round_)
             with anyio.fail_after(TIMEOUT):
@@ -158,6 +159,10 @@ async def test_crashed_node_presence_expires_and_is_purged(
         client = private_redis.client()
         await until(lambda: _true(not client.keys(f"{namespace}:p:*")))  # purged by a's reaper
         client.close()
+
+
+async def _reconnected(registry: Registry, before: int) -> bool:
+    return health(registry).reconnects > before
 
 
 async def _not(value: Any) -> bool:
