@@ -272,14 +272,16 @@ class Registry:
 
         Does not close the socket (use :meth:`Connection.close` for that);
         queued messages are discarded. A checkpoint; works after close too.
+        In a cancelled scope (a ``finally:`` of a cancelled handler) it still
+        unregisters, then raises the cancellation, like trio's ``aclose()``.
 
         Raises:
             TypeError: ``conn`` is not a :class:`Connection`.
         """
         if not isinstance(conn, Connection):
             raise TypeError(f"disconnect() takes a Connection, got {type(conn).__name__}")
-        await anyio.lowlevel.checkpoint()
         self._forget(conn, code=None)
+        await anyio.lowlevel.checkpoint()
 
     @asynccontextmanager
     async def session(
@@ -319,16 +321,25 @@ class Registry:
         await self._backend_call(self.backend.group_joined(conn, group, first_of_group=first))
 
     async def leave(self, conn: Connection, group: str) -> None:
-        """Remove ``conn`` from ``group``. Idempotent (also for a closed connection)."""
-        await anyio.lowlevel.checkpoint()
+        """Remove ``conn`` from ``group``. Idempotent (also for a closed connection).
+
+        Like :meth:`disconnect`, it does its work even in a cancelled scope,
+        then raises the cancellation.
+
+        Raises:
+            TypeError, ValueError: ``group`` is not a non-empty ``str``, ``conn``
+                is not a :class:`Connection` of this registry.
+        """
         group = check_group(group)
         if not isinstance(conn, Connection):
             raise TypeError(f"leave() takes a Connection, got {type(conn).__name__}")
-        if conn._closed or group not in conn._groups:
-            return
-        conn._groups.discard(group)
-        last = self._index.leave(conn, group)
-        self._backend_sync(self.backend.group_left, conn, group, last_of_group=last)
+        if conn._registry is not self:
+            raise ValueError(f"{conn!r} belongs to another registry")
+        if not conn._closed and group in conn._groups:
+            conn._groups.discard(group)
+            last = self._index.leave(conn, group)
+            self._backend_sync(self.backend.group_left, conn, group, last_of_group=last)
+        await anyio.lowlevel.checkpoint()
 
     def _check_member(self, conn: Connection) -> None:
         if not isinstance(conn, Connection):
