@@ -114,7 +114,8 @@ async def test_cleanup_calls_do_their_work_even_when_cancelled() -> None:
                 assert a.groups == {"g"}
                 assert registry.members("h") == ()
         _assert_gone(registry, a)
-        assert b.closed and registry.lookup("b") == ()
+        assert b.closed
+        assert registry.lookup("b") == ()
         assert b_transport.close_code == CloseCode.NORMAL  # attempted, then aborted
         assert registry.stats().connections == 0
 

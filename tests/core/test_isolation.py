@@ -52,7 +52,8 @@ async def test_queue_bound_by_messages_closes_slow_consumer_with_1013() -> None:
         await registry.connect(healthy, key="ok")
         for i in range(1, 6):
             assert await registry.broadcast(f"m{i}") == 2
-        assert conn.queued == 5 and not conn.closed
+        assert conn.queued == 5
+        assert not conn.closed
         assert await registry.broadcast("m6") == 1  # did not fit: the slow one is closed
         assert conn.closed
         assert conn.close_code == CloseCode.TRY_AGAIN_LATER
@@ -77,7 +78,8 @@ async def test_queue_bound_by_bytes() -> None:
         assert conn.queued_bytes == 80
         assert registry.stats().queued_bytes == 80
         await conn.send(chunk)  # 120 > 100
-        assert conn.closed and conn.close_code == CloseCode.TRY_AGAIN_LATER
+        assert conn.closed
+        assert conn.close_code == CloseCode.TRY_AGAIN_LATER
         assert registry.stats().queued_bytes == 0
         assert registry.stats().queued == 0
 
@@ -104,7 +106,8 @@ async def test_drop_policies_by_messages(policy: OverflowPolicy, kept: list[str]
         transport, conn = await _stall(registry, "slow")
         for i in range(1, 7):
             await conn.send(f"m{i}")
-        assert conn.queued == 3 and not conn.closed
+        assert conn.queued == 3
+        assert not conn.closed
         stats = registry.stats()
         assert stats.dropped == 3
         assert stats.slow_consumer_closes == 0
@@ -145,7 +148,8 @@ async def test_stalled_close_is_aborted_after_close_timeout() -> None:
             await conn.close(CloseCode.NORMAL, "bye")
         assert transport.aborted
         assert transport.close_code == CloseCode.NORMAL
-        assert conn.closed and registry.lookup("slow") == ()
+        assert conn.closed
+        assert registry.lookup("slow") == ()
 
 
 async def test_default_limits_bound_memory_of_stalled_clients() -> None:
