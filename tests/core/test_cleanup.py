@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
@@ -97,7 +98,7 @@ async def test_cleanup_calls_do_their_work_even_when_cancelled() -> None:
         a = await registry.connect(RecordingTransport(), key="a", groups=["g", "h"])
         b_transport = RecordingTransport()
         b = await registry.connect(b_transport, key="b")
-        cleanups = [
+        cleanups: list[Callable[[], Awaitable[None]]] = [
             lambda: registry.leave(a, "h"),
             lambda: registry.disconnect(a),
             lambda: b.close(CloseCode.NORMAL),
