@@ -208,11 +208,14 @@ class Suite:
                 )
                 if not result["complete"]:
                     break  # the sender is stuck on a stalled peer; the rest would be too
+            if session.broken:
+                return  # the server is stuck; it cannot answer
             assert session.client is not None
-            status = await session.client.call("status")
-            extra = await session.server_extra()
             self._record(
-                session, scenario, "status", size=STALL_SIZE, client=status, server_stats=extra,
+                session, scenario, "status", size=STALL_SIZE,
+                client=await session.client.call("status"),
+                server_stats=await session.server_extra(),
+                remaining=await session.server_connections(),
                 stalled=session.connected.get("stalled", 0),
             )
 

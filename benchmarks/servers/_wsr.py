@@ -17,9 +17,9 @@ def make_registry(options: Options) -> Registry:
     if options.backend == "memory":
         return Registry()
     if options.backend == "redis":
-        from wsregistry.backends.redis import RedisBackend  # type: ignore[import-not-found]
+        from wsregistry.backends.redis import RedisBackend
 
-        return Registry(backend=RedisBackend(options.redis_url, prefix=options.channel))
+        return Registry(backend=RedisBackend(options.redis_url, namespace=options.channel))
     raise ValueError(f"unknown backend {options.backend!r}")
 
 

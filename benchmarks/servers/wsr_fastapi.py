@@ -1,6 +1,7 @@
-"""wsregistry on FastAPI and uvicorn (through the FastAPI adapter).
+"""wsregistry on FastAPI and uvicorn, through ``wsregistry.adapters.fastapi``.
 
-FastAPI resolves the endpoint's annotations at runtime, so it is imported at the top.
+The app is built the way the adapter's docs show: ``registry_lifespan`` runs the
+registry, a ``RegistryEndpoint`` serves the WebSocket route.
 """
 
 from __future__ import annotations
@@ -8,30 +9,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-
 from benchmarks.servers._uvicorn import uvicorn_serving
 from benchmarks.servers._wsr import RegistryApp, make_registry
 from benchmarks.servers.base import Options
-from benchmarks.servers.wsr_starlette import _Transport
+from benchmarks.servers.wsr_starlette import authenticate
 
 
 @asynccontextmanager
 async def running(options: Options) -> AsyncIterator[RegistryApp]:
+    from fastapi import FastAPI
+    from wsregistry.adapters.fastapi import RegistryEndpoint, registry_lifespan
+
     registry = make_registry(options)
     app = RegistryApp(registry)
-    api = FastAPI()
-
-    @api.websocket("/")
-    async def endpoint(ws: WebSocket, user: str) -> None:
-        await ws.accept()
-        async with registry.session(_Transport(ws), key=user):
-            try:
-                while True:
-                    await ws.receive_text()
-            except WebSocketDisconnect:
-                pass
-
-    async with registry, uvicorn_serving(api) as port:
+    api = FastAPI(lifespan=registry_lifespan(registry))
+    api.add_api_websocket_route("/", RegistryEndpoint(registry, authenticate=authenticate).handle)
+    async with uvicorn_serving(api) as port:
         app.port = port
         yield app

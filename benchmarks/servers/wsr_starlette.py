@@ -1,4 +1,4 @@
-"""wsregistry on Starlette and uvicorn (through the Starlette adapter)."""
+"""wsregistry on Starlette and uvicorn, through ``wsregistry.adapters.starlette.RegistryEndpoint``."""
 
 from __future__ import annotations
 
@@ -12,43 +12,25 @@ from benchmarks.servers.base import Options
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
+    from wsregistry.adapters.starlette import Identity
 
 
-class _Transport:
-    """Interim transport until the adapter lands."""
+async def authenticate(websocket: WebSocket) -> Identity:
+    """The benchmark's "authentication": the user id in the query string."""
+    from wsregistry.adapters.starlette import Identity
 
-    def __init__(self, ws: WebSocket) -> None:
-        self.ws = ws
-
-    async def send(self, data: str | bytes) -> None:
-        if isinstance(data, str):
-            await self.ws.send_text(data)
-        else:
-            await self.ws.send_bytes(data)
-
-    async def close(self, code: int, reason: str) -> None:
-        await self.ws.close(code, reason)
+    return Identity(key=websocket.query_params["user"])
 
 
 @asynccontextmanager
 async def running(options: Options) -> AsyncIterator[RegistryApp]:
     from starlette.applications import Starlette
     from starlette.routing import WebSocketRoute
-    from starlette.websockets import WebSocketDisconnect
+    from wsregistry.adapters.starlette import RegistryEndpoint
 
     registry = make_registry(options)
     app = RegistryApp(registry)
-
-    async def endpoint(ws: WebSocket) -> None:
-        user = ws.query_params["user"]
-        await ws.accept()
-        async with registry.session(_Transport(ws), key=user):
-            try:
-                while True:
-                    await ws.receive_text()
-            except WebSocketDisconnect:
-                pass
-
+    endpoint = RegistryEndpoint(registry, authenticate=authenticate)
     asgi = Starlette(routes=[WebSocketRoute("/", endpoint)])
     async with registry, uvicorn_serving(asgi) as port:
         app.port = port

@@ -1,4 +1,4 @@
-"""wsregistry on a plain ``websockets`` server (through the ``websockets`` adapter)."""
+"""wsregistry on a plain ``websockets`` server, through ``wsregistry.adapters.websockets.serve``."""
 
 from __future__ import annotations
 
@@ -11,33 +11,22 @@ from benchmarks.servers.base import Options, user_of
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
-
-
-class _Transport:
-    """Interim transport until the adapter lands."""
-
-    def __init__(self, ws: ServerConnection) -> None:
-        self.ws = ws
-
-    async def send(self, data: str | bytes) -> None:
-        await self.ws.send(data)
-
-    async def close(self, code: int, reason: str) -> None:
-        await self.ws.close(code, reason)
+    from wsregistry.adapters.websockets import Identity
 
 
 @asynccontextmanager
 async def running(options: Options) -> AsyncIterator[RegistryApp]:
-    from websockets.asyncio.server import serve
+    from wsregistry.adapters.websockets import Identity, serve
 
     registry = make_registry(options)
     app = RegistryApp(registry)
 
-    async def handler(ws: ServerConnection) -> None:
-        user = user_of(ws.request.path if ws.request else "")
-        async with registry.session(_Transport(ws), key=user):
-            await ws.wait_closed()
+    async def authenticate(connection: ServerConnection) -> Identity:
+        return Identity(key=user_of(connection.request.path if connection.request else ""))
 
-    async with registry, serve(handler, "127.0.0.1", 0, backlog=4096) as server:
+    async with (
+        registry,
+        serve(registry, "127.0.0.1", 0, authenticate=authenticate, backlog=4096) as server,
+    ):
         app.port = next(iter(server.sockets)).getsockname()[1]
         yield app
