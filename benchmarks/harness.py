@@ -57,7 +57,9 @@ class Child:
 
     @classmethod
     async def spawn(cls, name: str, args: list[str], log: Path) -> Child:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+        )
         with log.open("ab") as sink:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -216,11 +218,13 @@ class Session:
         )
         self.connected = await self.client.call("connect", wait_s=300)
         if self.connected["failed"]:
-            raise ChildFailed(f"{config.server}: {self.connected['failed']} connections failed: "
-                              f"{self.connected['errors']}")
+            raise ChildFailed(
+                f"{config.server}: {self.connected['failed']} connections failed: "
+                f"{self.connected['errors']}"
+            )
         counts = await self._wait_registered(config.n)
         after = [await server.call("stats", gc=True) for server in self.servers]
-        grown = sum(a["rss"] - b["rss"] for a, b in zip(after, base))
+        grown = sum(a["rss"] - b["rss"] for a, b in zip(after, base, strict=True))
         self.memory = {
             "rss_base_mib": sum(b["rss"] for b in base) / 2**20,
             "rss_connected_mib": sum(a["rss"] for a in after) / 2**20,

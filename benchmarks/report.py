@@ -28,11 +28,13 @@ class Table:
     def text(self) -> str:
         widths = [len(h) for h in self.headers]
         for row in self.rows:
-            widths = [max(w, len(c)) for w, c in zip(widths, row)]
+            widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
         lines = [self.title, "-" * len(self.title)]
-        lines.append("  ".join(h.ljust(w) for h, w in zip(self.headers, widths)))
+        lines.append("  ".join(h.ljust(w) for h, w in zip(self.headers, widths, strict=True)))
         for row in self.rows:
-            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+            cells = [row[0].ljust(widths[0])] + [
+                c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+            ]
             lines.append("  ".join(cells))
         lines.extend(f"  {note}" for note in self.notes)
         return "\n".join(lines)
@@ -143,8 +145,18 @@ def _throughput_tables(records: list[Record], scenario: str, title: str) -> list
     for size in sizes:
         table = Table(
             f"{title}, {_size(size)} messages",
-            ["server", "N", "deliveries/s", "spread", "vs ws", "p50 ms", "p99 ms", "p99 vs ws",
-             "server CPU s", "client CPU s"],
+            [
+                "server",
+                "N",
+                "deliveries/s",
+                "spread",
+                "vs ws",
+                "p50 ms",
+                "p99 ms",
+                "p99 vs ws",
+                "server CPU s",
+                "client CPU s",
+            ],
         )
         for n in ns:
             anchor = cell(records, scenario, ANCHOR, n, size)
@@ -153,9 +165,18 @@ def _throughput_tables(records: list[Record], scenario: str, title: str) -> list
                 if c.runs == 0:
                     continue
                 table.rows.append(
-                    [_label(server), str(n), _rate_cell(c), _spread(c), _ratio(c.rate, anchor.rate),
-                     _num(c.p50), _num(c.p99), _ratio(c.p99, anchor.p99), _num(c.server_cpu),
-                     _num(c.client_cpu)]
+                    [
+                        _label(server),
+                        str(n),
+                        _rate_cell(c),
+                        _spread(c),
+                        _ratio(c.rate, anchor.rate),
+                        _num(c.p50),
+                        _num(c.p99),
+                        _ratio(c.p99, anchor.p99),
+                        _num(c.server_cpu),
+                        _num(c.client_cpu),
+                    ]
                 )
         tables.append(table)
     return tables
@@ -175,10 +196,12 @@ def _memory_table(records: list[Record]) -> Table | None:
             "wsregistry + Starlette/FastAPI minus the naive Starlette server.",
         ],
     )
-    per_conn = {
-        str(r["server"]): float(r["rss_per_conn_kib"]) for r in idle if int(r["n"]) == n
+    per_conn = {str(r["server"]): float(r["rss_per_conn_kib"]) for r in idle if int(r["n"]) == n}
+    transport_of = {
+        "wsr-websockets": "websockets",
+        "wsr-starlette": "naive",
+        "wsr-fastapi": "naive",
     }
-    transport_of = {"wsr-websockets": "websockets", "wsr-starlette": "naive", "wsr-fastapi": "naive"}
     for server in SERVERS:
         if server not in per_conn:
             continue
@@ -193,10 +216,18 @@ def _stall_table(records: list[Record]) -> Table | None:
         return None
     table = Table(
         "Slow consumers: 1% of clients never read (SO_RCVBUF 4 KiB), 4 KiB messages",
-        ["server", "healthy deliv/s, no stall", "with 1% stalled", "ratio", "healthy got all",
-         "stalled dropped by server"],
-        notes=["Each burst puts 512 KiB on every connection; three bursts per run, so a "
-               "stalled client is eventually 1.5 MiB behind (beyond wsregistry's 1 MiB queue)."],
+        [
+            "server",
+            "healthy deliv/s, no stall",
+            "with 1% stalled",
+            "ratio",
+            "healthy got all",
+            "stalled dropped by server",
+        ],
+        notes=[
+            "Each burst puts 512 KiB on every connection; three bursts per run, so a "
+            "stalled client is eventually 1.5 MiB behind (beyond wsregistry's 1 MiB queue)."
+        ],
     )
     for server in _servers(records, "stall"):
         n = int(_select(records, scenario="stall", server=server)[0]["n"])
@@ -208,8 +239,14 @@ def _stall_table(records: list[Record]) -> Table | None:
             dropped = int(status[0]["n"]) - int(status[0]["remaining"])
             closed = f"{dropped}/{status[0]['stalled']}"
         table.rows.append(
-            [_label(server), _rate_cell(base), _rate_cell(stalled), _ratio(stalled.rate, base.rate),
-             "yes" if stalled.complete and stalled.runs else "NO", closed]
+            [
+                _label(server),
+                _rate_cell(base),
+                _rate_cell(stalled),
+                _ratio(stalled.rate, base.rate),
+                "yes" if stalled.complete and stalled.runs else "NO",
+                closed,
+            ]
         )
     return table
 
@@ -219,8 +256,15 @@ def _churn_table(records: list[Record]) -> Table | None:
         return None
     table = Table(
         "Churn: 10% of clients reset (TCP RST) mid-broadcast",
-        ["server", "healthy deliv/s", "healthy got all", "connections left", "expected",
-         "cleanup s", "send errors"],
+        [
+            "server",
+            "healthy deliv/s",
+            "healthy got all",
+            "connections left",
+            "expected",
+            "cleanup s",
+            "send errors",
+        ],
     )
     for server in _servers(records, "churn"):
         burst = _select(records, scenario="churn", server=server, phase="burst")
@@ -230,9 +274,15 @@ def _churn_table(records: list[Record]) -> Table | None:
         b, c = burst[0], cleanup[0]
         errors = b.get("send_errors")
         table.rows.append(
-            [_label(server), _rate(b["deliveries_per_s"]), "yes" if b["complete"] else "NO",
-             str(c["remaining"]), str(c["expected"]), _num(c["cleanup_s"]),
-             "-" if errors is None else str(errors)]
+            [
+                _label(server),
+                _rate(b["deliveries_per_s"]),
+                "yes" if b["complete"] else "NO",
+                str(c["remaining"]),
+                str(c["expected"]),
+                _num(c["cleanup_s"]),
+                "-" if errors is None else str(errors),
+            ]
         )
     return table
 
@@ -251,8 +301,16 @@ def _cross_table(records: list[Record]) -> Table | None:
             for server in _servers(records, "cross"):
                 c = cell(records, "cross", server, n, size)
                 table.rows.append(
-                    [_label(server), str(n), _size(size), _rate_cell(c), _spread(c),
-                     _ratio(c.rate, reference.rate), _num(c.p50), _num(c.p99)]
+                    [
+                        _label(server),
+                        str(n),
+                        _size(size),
+                        _rate_cell(c),
+                        _spread(c),
+                        _ratio(c.rate, reference.rate),
+                        _num(c.p50),
+                        _num(c.p99),
+                    ]
                 )
     return table
 
@@ -260,9 +318,15 @@ def _cross_table(records: list[Record]) -> Table | None:
 def build_tables(records: list[Record]) -> list[Table]:
     """Every table the records allow, in reading order."""
     tables = _throughput_tables(records, "fanout", "Fan-out: broadcast to N clients")
-    tables += _throughput_tables(records, "targeted", "Targeted: each of N users gets its own message")
-    for extra in (_stall_table(records), _churn_table(records), _cross_table(records),
-                  _memory_table(records)):
+    tables += _throughput_tables(
+        records, "targeted", "Targeted: each of N users gets its own message"
+    )
+    for extra in (
+        _stall_table(records),
+        _churn_table(records),
+        _cross_table(records),
+        _memory_table(records),
+    ):
         if extra is not None:
             tables.append(extra)
     return tables
@@ -299,8 +363,9 @@ def check_targets(records: list[Record]) -> list[str]:
                 )
             if ours.rate and sio.rate:
                 lines.append(
-                    f"{verdict(ours.rate >= 3.5 * sio.rate)} wsregistry+Starlette vs python-socketio, "
-                    f"N={n} {_size(size)}: {ours.rate / sio.rate:.2f}x (target >= 3.5x)"
+                    f"{verdict(ours.rate >= 3.5 * sio.rate)} wsregistry+Starlette vs "
+                    f"python-socketio, N={n} {_size(size)}: {ours.rate / sio.rate:.2f}x "
+                    "(target >= 3.5x)"
                 )
     for server in ("wsr-websockets", "wsr-starlette", "wsr-fastapi"):
         stall = _select(records, scenario="stall", server=server, phase="burst")
@@ -344,7 +409,11 @@ def client_check(records: list[Record]) -> list[str]:
     flagged = []
     for r in records:
         server_cpu = r.get("server_cpu_s", 0)
-        if r.get("phase") == "burst" and server_cpu >= 0.05 and r.get("client_cpu_s", 0) > server_cpu:
+        if (
+            r.get("phase") == "burst"
+            and server_cpu >= 0.05
+            and r.get("client_cpu_s", 0) > server_cpu
+        ):
             flagged.append(
                 f"{r['scenario']} {_label(r['server'])} N={r['n']} {_size(int(r['size']))}: "
                 f"client {r['client_cpu_s']:.2f} s > server {r['server_cpu_s']:.2f} s CPU"
@@ -352,8 +421,14 @@ def client_check(records: list[Record]) -> list[str]:
     return flagged
 
 
-def write_markdown(path: Path, meta: dict[str, Any], tables: list[Table], targets: list[str],
-                   notes: list[str], chart: str | None) -> None:
+def write_markdown(
+    path: Path,
+    meta: dict[str, Any],
+    tables: list[Table],
+    targets: list[str],
+    notes: list[str],
+    chart: str | None,
+) -> None:
     """The docs page of one run (``docs/benchmarks/results.md``)."""
     lines = [
         "# Benchmark results",
@@ -369,7 +444,8 @@ def write_markdown(path: Path, meta: dict[str, Any], tables: list[Table], target
         "same run. The spread is (max - min) / 2 / median over the repeats. Latency is the "
         "fan-out time of one broadcast at a time, from the send call to each client's receipt "
         "(p50/p99 over a sample of up to 200 clients). Versions: "
-        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+        + ".",
         "",
     ]
     if chart:
@@ -409,7 +485,7 @@ def write_chart(path: Path, records: list[Record]) -> bool:
         return False
     figure, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4.2), squeeze=False)
     width = 0.8 / len(servers)
-    for axis, size in zip(axes[0], sizes):
+    for axis, size in zip(axes[0], sizes, strict=True):
         for index, server in enumerate(servers):
             values = [(cell(records, "fanout", server, n, size).rate or 0) / 1e3 for n in ns]
             positions = [i + (index - (len(servers) - 1) / 2) * width for i in range(len(ns))]

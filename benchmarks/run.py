@@ -27,28 +27,51 @@ from benchmarks.suite import PRESETS, Suite
 from benchmarks.wire import raise_nofile
 
 SCENARIOS = ("fanout", "targeted", "stall", "churn", "cross")
-PACKAGES = ("wsregistry", "websockets", "starlette", "fastapi", "uvicorn", "python-socketio",
-            "redis")
+PACKAGES = (
+    "wsregistry",
+    "websockets",
+    "starlette",
+    "fastapi",
+    "uvicorn",
+    "python-socketio",
+    "redis",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     preset = parser.add_mutually_exclusive_group()
     for name in PRESETS:
-        preset.add_argument(f"--{name}", dest="preset", action="store_const", const=name,
-                            help=f"the {name} preset")
+        preset.add_argument(
+            f"--{name}", dest="preset", action="store_const", const=name, help=f"the {name} preset"
+        )
     parser.set_defaults(preset="quick")
-    parser.add_argument("--servers", default=",".join(SERVERS),
-                        help="comma-separated subset of: " + ", ".join(SERVERS))
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help="comma-separated subset of: " + ", ".join(SCENARIOS))
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
-                        help="where JSON, chart and logs go")
-    parser.add_argument("--docs", action="store_true",
-                        help="also write docs/benchmarks/results.md and its chart")
+    parser.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help="comma-separated subset of: " + ", ".join(SERVERS),
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated subset of: " + ", ".join(SCENARIOS),
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "benchmarks" / "results",
+        help="where JSON, chart and logs go",
+    )
+    parser.add_argument(
+        "--docs", action="store_true", help="also write docs/benchmarks/results.md and its chart"
+    )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
-    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
-                        help="the servers' event loop (the client uses uvloop when installed)")
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the servers' event loop (the client uses uvloop when installed)",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     return parser
 
@@ -94,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     servers = tuple(s for s in args.servers.split(",") if s)
     scenarios = {s for s in args.scenarios.split(",") if s}
-    unknown = [s for s in servers if s not in SERVERS] + [s for s in scenarios if s not in SCENARIOS]
+    unknown = [s for s in servers if s not in SERVERS] + [
+        s for s in scenarios if s not in SCENARIOS
+    ]
     if unknown:
         print(f"unknown server or scenario: {', '.join(unknown)}", file=sys.stderr)
         return 2
@@ -105,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     meta = _meta(args.preset, args.loop)
     suite = Suite(PRESETS[args.preset], servers, logdir, loop=args.loop, redis_url=args.redis_url)
     sessions = suite.plan(scenarios)
-    print(f"wsregistry benchmarks, preset {args.preset}: {sessions} sessions "
-          f"(logs in {logdir})", file=sys.stderr)
+    print(
+        f"wsregistry benchmarks, preset {args.preset}: {sessions} sessions (logs in {logdir})",
+        file=sys.stderr,
+    )
     started = time.monotonic()
     asyncio.run(suite.run(Progress()))
     meta["seconds"] = round(time.monotonic() - started, 1)
@@ -145,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         docs.mkdir(parents=True, exist_ok=True)
         if has_chart:
             shutil.copyfile(chart, docs / "fanout.png")
-        report.write_markdown(docs / "results.md", meta, tables, targets, notes,
-                              "fanout.png" if has_chart else None)
+        report.write_markdown(
+            docs / "results.md", meta, tables, targets, notes, "fanout.png" if has_chart else None
+        )
         (docs / "results.json").write_text(text)
         print(f"docs: {docs / 'results.md'}")
     return 1 if errors else 0

@@ -182,7 +182,12 @@ class Suite:
                     for repeat in range(preset.repeats):
                         result = await session.burst(size, count, timeout=preset.timeout)
                         self._record(
-                            session, "fanout", "burst", size=size, repeat=repeat, count=count,
+                            session,
+                            "fanout",
+                            "burst",
+                            size=size,
+                            repeat=repeat,
+                            count=count,
                             **result,
                         )
                 if "targeted" in scenarios and preset.targeted:
@@ -190,7 +195,12 @@ class Suite:
                     for repeat in range(preset.repeats):
                         result = await session.targeted(size, rounds, timeout=preset.timeout)
                         self._record(
-                            session, "targeted", "burst", size=size, repeat=repeat, count=rounds,
+                            session,
+                            "targeted",
+                            "burst",
+                            size=size,
+                            repeat=repeat,
+                            count=rounds,
                             **result,
                         )
 
@@ -203,7 +213,12 @@ class Suite:
             for repeat in range(STALL_BURSTS):
                 result = await session.burst(STALL_SIZE, count, timeout=preset.stall_timeout)
                 self._record(
-                    session, scenario, "burst", size=STALL_SIZE, repeat=repeat, count=count,
+                    session,
+                    scenario,
+                    "burst",
+                    size=STALL_SIZE,
+                    repeat=repeat,
+                    count=count,
                     **result,
                 )
                 if not result["complete"]:
@@ -212,7 +227,10 @@ class Suite:
                 return  # the server is stuck; it cannot answer
             assert session.client is not None
             self._record(
-                session, scenario, "status", size=STALL_SIZE,
+                session,
+                scenario,
+                "status",
+                size=STALL_SIZE,
                 client=await session.client.call("status"),
                 server_stats=await session.server_extra(),
                 remaining=await session.server_connections(),
@@ -236,8 +254,14 @@ class Suite:
                 remaining = await session.server_connections()
             assert session.client is not None
             self._record(
-                session, "churn", "cleanup", size=size, remaining=remaining, expected=survivors,
-                cleanup_s=time.monotonic() - started, client=await session.client.call("status"),
+                session,
+                "churn",
+                "cleanup",
+                size=size,
+                remaining=remaining,
+                expected=survivors,
+                cleanup_s=time.monotonic() - started,
+                client=await session.client.call("status"),
                 server_stats=await session.server_extra(),
             )
 

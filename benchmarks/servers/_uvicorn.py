@@ -24,9 +24,7 @@ async def uvicorn_serving(app: Any) -> AsyncIterator[int]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port: int = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, backlog=4096, lifespan="on"
-    )
+    config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=4096, lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     deadline = asyncio.get_running_loop().time() + 30

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from wsregistry import Registry
-
 from benchmarks.servers.base import Options
 from benchmarks.wire import Message
+from wsregistry import Registry
 
 __all__ = ["RegistryApp", "make_registry"]
 

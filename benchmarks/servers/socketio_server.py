@@ -1,4 +1,4 @@
-"""Anchor 3: python-socketio ``AsyncServer`` on uvicorn (ASGI); ``AsyncRedisManager`` for clusters."""
+"""Anchor 3: python-socketio ``AsyncServer`` on uvicorn (ASGI), ``AsyncRedisManager`` for Redis."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from benchmarks.servers.wsr_starlette import authenticate
 @asynccontextmanager
 async def running(options: Options) -> AsyncIterator[RegistryApp]:
     from fastapi import FastAPI
+
     from wsregistry.adapters.fastapi import RegistryEndpoint, registry_lifespan
 
     registry = make_registry(options)

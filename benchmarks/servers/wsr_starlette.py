@@ -1,4 +1,4 @@
-"""wsregistry on Starlette and uvicorn, through ``wsregistry.adapters.starlette.RegistryEndpoint``."""
+"""wsregistry on Starlette and uvicorn, through the adapter's ``RegistryEndpoint``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from benchmarks.servers.base import Options
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
+
     from wsregistry.adapters.starlette import Identity
 
 
@@ -26,6 +27,7 @@ async def authenticate(websocket: WebSocket) -> Identity:
 async def running(options: Options) -> AsyncIterator[RegistryApp]:
     from starlette.applications import Starlette
     from starlette.routing import WebSocketRoute
+
     from wsregistry.adapters.starlette import RegistryEndpoint
 
     registry = make_registry(options)

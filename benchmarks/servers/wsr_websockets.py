@@ -1,4 +1,4 @@
-"""wsregistry on a plain ``websockets`` server, through ``wsregistry.adapters.websockets.serve``."""
+"""wsregistry on a plain ``websockets`` server, through the adapter's ``serve()``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from benchmarks.servers.base import Options, user_of
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
+
     from wsregistry.adapters.websockets import Identity
 
 
