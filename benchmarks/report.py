@@ -241,8 +241,10 @@ def _stall_table(records: list[Record]) -> Table | None:
             "stalled dropped by server",
         ],
         notes=[
-            "Each burst puts 512 KiB on every connection; three bursts per run, so a "
-            "stalled client is eventually 1.5 MiB behind (beyond wsregistry's 1 MiB queue)."
+            "Twelve bursts of 512 KiB per connection: a stalled client ends 6 MiB behind, beyond "
+            "the ~3 MiB the kernel buffers per loopback socket and wsregistry's 1 MiB queue.",
+            "Rates pool all bursts (healthy deliveries / total time). 'dropped by server': "
+            "stalled connections the server no longer holds at the end.",
         ],
     )
     for server in _servers(records, "stall"):
