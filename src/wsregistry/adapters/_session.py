@@ -183,7 +183,7 @@ class Endpoint(Generic[SocketT]):
                         anyio.CancelScope(shield=True),
                         anyio.move_on_after(registry.close_timeout),
                     ):
-                        registry._forget(conn, code=None)
+                        await registry.disconnect(conn)
                         await _call_hook(self.on_disconnect, conn)
 
     async def _serve(
