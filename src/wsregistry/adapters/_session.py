@@ -156,35 +156,35 @@ class Endpoint(Generic[SocketT]):
                 await accept()
             await transport.close(refusal.code, refusal.reason)
             return
-        async with AsyncExitStack() as stack:
-            with policy.reserve(identity.key):
-                if accept is not None:
-                    await accept()
-                try:
-                    conn = await stack.enter_async_context(
-                        registry.session(
-                            transport,
-                            key=identity.key,
-                            groups=identity.groups,
-                            metadata=identity.metadata,
+        conn: Connection | None = None
+        try:
+            async with AsyncExitStack() as stack:
+                with policy.reserve(identity.key):
+                    if accept is not None:
+                        await accept()
+                    try:
+                        conn = await stack.enter_async_context(
+                            registry.session(
+                                transport,
+                                key=identity.key,
+                                groups=identity.groups,
+                                metadata=identity.metadata,
+                            )
                         )
-                    )
-                except RegistryClosed:
-                    await transport.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
-                    return
-            try:
-                await self._serve(conn, receive, abort_scope)
-            except Exception:
-                logger.exception("WebSocket handler of %r failed", conn)
-                await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
-            finally:
-                if self.on_disconnect is not None:
-                    with (
-                        anyio.CancelScope(shield=True),
-                        anyio.move_on_after(registry.close_timeout),
-                    ):
-                        await registry.disconnect(conn)
-                        await _call_hook(self.on_disconnect, conn)
+                    except RegistryClosed:
+                        await transport.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
+                        return
+                try:
+                    await self._serve(conn, receive, abort_scope)
+                except Exception:
+                    logger.exception("WebSocket handler of %r failed", conn)
+                    await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+            # Leaving the session unregistered the connection without yielding first,
+            # even under cancellation; only then does the application hear of it.
+        finally:
+            if conn is not None and self.on_disconnect is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(registry.close_timeout):
+                    await _call_hook(self.on_disconnect, conn)
 
     async def _serve(
         self,
