@@ -258,7 +258,7 @@ class RegistryEndpoint(Endpoint[WebSocket]):
         Returns when the peer is gone or the registry closed the connection;
         the connection is unregistered by then, whatever happened.
         """
-        admitted = await self.admit(websocket, websocket.headers.get("origin"))
+        admitted = await self._admit(websocket, websocket.headers.get("origin"))
         if isinstance(admitted, Refusal):
             await self._refuse(websocket, admitted)
             return
@@ -274,7 +274,7 @@ class RegistryEndpoint(Endpoint[WebSocket]):
             data: bytes | None = message.get("bytes")
             return data if data is not None else b""
 
-        await self.run(
+        await self._run(
             transport, admitted, receive, accept=websocket.accept, abort_scope=transport._watch
         )
 
