@@ -575,11 +575,10 @@ class RedisBackend(Backend):
             self._link_seen = True
             if self._up is not None:
                 self._up.set()
-        else:
+        elif not self._closed:
             self._error(error)
-            node = self._node
-            if node is not None and not self._closed:
-                node.backend_error()
+            if self._node is not None:
+                self._node.backend_error()
             logger.warning("redis subscription link lost: %r", error)
         self._notify_state()
 
