@@ -287,6 +287,11 @@ class RedisBackend(Backend):
         except asyncio.TimeoutError:
             await self.aclose()
             raise BackendUnavailable("redis", "could not subscribe within op_timeout") from None
+        except BaseException:  # cancelled while starting: leave no task behind
+            self._closed = True
+            for task in self._tasks:
+                task.cancel()
+            raise
         logger.debug("redis backend of node %s started", node.node_id)
 
     async def aclose(self) -> None:
@@ -426,17 +431,16 @@ class RedisBackend(Backend):
             results = await pipe.execute(raise_on_error=False) if len(pipe) else []
         except _BROKEN as exc:
             self._writer_failed(exc, lost=publishes)
-            for event in flushes:
-                event.set()
             return False
+        finally:
+            for event in flushes:  # waiters learn the outcome from ``connected``
+                event.set()
         self._stats["published"] += publishes
         for result in results:
             if isinstance(result, Exception):
                 self._error(result)
                 logger.warning("redis command failed: %r", result)
         self._writer_ok_again()
-        for event in flushes:
-            event.set()
         return True
 
     async def _write_resync(self) -> bool:
