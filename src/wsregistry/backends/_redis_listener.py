@@ -143,10 +143,14 @@ class Listener:
                 await self._serve()
             except (RedisError, OSError, asyncio.TimeoutError, LinkLost) as exc:
                 error = exc
-                self.failures += 1
+            except Exception as exc:  # a bug: say so loudly, then recover like any failure
+                logger.exception("pub/sub link failed unexpectedly")
+                error = exc
             finally:
+                if error is not None:
+                    self.failures += 1
                 await self._drop()
-            self._set_up(False, error)
+                self._set_up(False, error)
             delay = self._backoff.next_delay()
             logger.debug("pub/sub link lost (%r); reconnecting in %.2fs", error, delay)
             await asyncio.sleep(delay)

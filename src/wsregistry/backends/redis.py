@@ -287,6 +287,11 @@ class RedisBackend(Backend):
         except asyncio.TimeoutError:
             await self.aclose()
             raise BackendUnavailable("redis", "could not subscribe within op_timeout") from None
+        except BaseException:  # cancelled while starting: leave no task behind
+            self._closed = True
+            for task in self._tasks:
+                task.cancel()
+            raise
         logger.debug("redis backend of node %s started", node.node_id)
 
     async def aclose(self) -> None:
@@ -426,17 +431,16 @@ class RedisBackend(Backend):
             results = await pipe.execute(raise_on_error=False) if len(pipe) else []
         except _BROKEN as exc:
             self._writer_failed(exc, lost=publishes)
-            for event in flushes:
-                event.set()
             return False
+        finally:
+            for event in flushes:  # waiters learn the outcome from ``connected``
+                event.set()
         self._stats["published"] += publishes
         for result in results:
             if isinstance(result, Exception):
                 self._error(result)
                 logger.warning("redis command failed: %r", result)
         self._writer_ok_again()
-        for event in flushes:
-            event.set()
         return True
 
     async def _write_resync(self) -> bool:
@@ -575,11 +579,10 @@ class RedisBackend(Backend):
             self._link_seen = True
             if self._up is not None:
                 self._up.set()
-        else:
+        elif not self._closed:
             self._error(error)
-            node = self._node
-            if node is not None and not self._closed:
-                node.backend_error()
+            if self._node is not None:
+                self._node.backend_error()
             logger.warning("redis subscription link lost: %r", error)
         self._notify_state()
 
