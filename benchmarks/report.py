@@ -420,8 +420,9 @@ def check_targets(records: list[Record]) -> list[str]:
             ok = hit.rate >= 0.9 * base.rate and hit.complete
             lines.append(
                 f"{verdict(ok)} {_label(server)} with 1% stalled: healthy at "
-                f"{hit.rate / base.rate:.2f}x of no-stall (target >= 0.9x), "
-                f"all messages: {'yes' if hit.complete else 'NO'}"
+                f"{hit.rate / base.rate:.2f}x of no-stall (target >= 0.9x; per server CPU-s "
+                f"{_ratio(hit.per_cpu, base.per_cpu)}), all messages: "
+                f"{'yes' if hit.complete else 'NO'}"
             )
     memory = _memory_table(records)
     if memory is not None:
