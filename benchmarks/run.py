@@ -26,7 +26,7 @@ from benchmarks.servers import SERVERS
 from benchmarks.suite import PRESETS, Suite
 from benchmarks.wire import raise_nofile
 
-SCENARIOS = ("fanout", "targeted", "stall", "churn", "cross")
+SCENARIOS = ("fanout", "targeted", "memory", "stall", "churn", "cross")
 PACKAGES = (
     "wsregistry",
     "websockets",
