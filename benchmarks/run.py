@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         report.write_markdown(
             docs / "results.md", meta, tables, targets, notes, "fanout.png" if has_chart else None
         )
-        (docs / "results.json").write_text(text)
+        (docs / "results.json").write_text(json.dumps(payload, separators=(",", ":"), default=str))
         print(f"docs: {docs / 'results.md'}")
     return 1 if errors else 0
 
