@@ -28,10 +28,11 @@ def health(registry: Registry) -> tuple[int, dict[str, Any]]:
     # --8<-- [end:health]
 
 
-# --8<-- [start:logging]
-logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-logging.getLogger("wsregistry").setLevel(logging.INFO)  # DEBUG logs every (dis)connect
-# --8<-- [end:logging]
+def configure_logging() -> None:
+    # --8<-- [start:logging]
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("wsregistry").setLevel(logging.INFO)  # DEBUG logs every (dis)connect
+    # --8<-- [end:logging]
 
 
 async def main() -> dict[str, Any]:

@@ -21,6 +21,8 @@ from docs_src import (
     threadsafe,
 )
 
+from wsregistry import CloseCode
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -83,7 +85,18 @@ async def test_operations() -> None:
     body = await operations.main()
     assert body["connections"] == 1
     assert body["backend"] == "memory"
-    assert logging.getLogger("wsregistry").level == logging.INFO
+
+
+def test_operations_logging() -> None:
+    logger = logging.getLogger("wsregistry")
+    saved_level, saved_handlers = logger.level, logging.root.handlers[:]
+    try:
+        operations.configure_logging()
+        assert logger.getEffectiveLevel() == logging.INFO
+        assert logging.root.handlers
+    finally:
+        logger.setLevel(saved_level)
+        logging.root.handlers[:] = saved_handlers
 
 
 @pytest.mark.anyio
@@ -130,3 +143,10 @@ def test_every_included_snippet_exists() -> None:
                 assert f"# --8<-- [start:{section}]" in source, (page, path, section)
                 assert f"# --8<-- [end:{section}]" in source, (page, path, section)
     assert found > 0
+
+
+def test_security_close_code_table_matches_close_code() -> None:
+    """The close-codes table of docs/security.md lists exactly the members of CloseCode."""
+    page = (ROOT / "docs" / "security.md").read_text()
+    rows = set(re.findall(r"^\| (\d{4}) \| `([A-Z_]+)`", page, flags=re.MULTILINE))
+    assert rows == {(str(code.value), code.name) for code in CloseCode}
