@@ -2,28 +2,79 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import re
+import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import anyio
+import httpx
 import pytest
+import uvicorn
 from docs_src import (
     connections,
     custom_backend,
     custom_transport,
+    fastapi_app,
     groups,
     operations,
     overflow,
     presence,
     quickstart_core,
     serializer,
+    starlette_app,
     testing_app,
     threadsafe,
+    websockets_app,
 )
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
+from websockets.typing import Origin
 
-from wsregistry import CloseCode
+from wsregistry import CloseCode, Registry
+from wsregistry.adapters import uvicorn as wsr_uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = float(os.environ.get("WSREGISTRY_TEST_TIMEOUT", "5"))
+asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
+
+
+class _Server(wsr_uvicorn.Server):
+    """uvicorn with the registry's graceful shutdown, and an event set once it listens."""
+
+    def __init__(self, config: uvicorn.Config, *, registry: Registry) -> None:
+        super().__init__(config, registry=registry)
+        self.listening = anyio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.listening.set()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, registry: Registry) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a free port of 127.0.0.1; yields ``host:port``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = _Server(uvicorn.Config(app, lifespan="on", log_level="warning"), registry=registry)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        with anyio.fail_after(TIMEOUT):
+            await server.listening.wait()
+        try:
+            yield f"127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+
+
+async def receive_json(client: ClientConnection) -> Any:
+    with anyio.fail_after(TIMEOUT):
+        return json.loads(await client.recv())
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -109,6 +160,99 @@ async def test_testing_app() -> None:
     await testing_app.main()
 
 
+@asyncio_only
+@pytest.mark.anyio
+async def test_fastapi_app() -> None:
+    async with (
+        serving(fastapi_app.app, fastapi_app.registry) as host,
+        connect(f"ws://{host}/ws?token=alice-token") as alice,
+        connect(f"ws://{host}/ws?token=bob-token") as bob,
+    ):
+        assert await receive_json(alice) == {"type": "welcome", "user": "alice"}
+        assert await receive_json(bob) == {"type": "welcome", "user": "bob"}
+        await alice.send("hi bob")
+        assert await receive_json(bob) == {"from": "alice", "text": "hi bob"}
+
+        async with httpx.AsyncClient(base_url=f"http://{host}") as http:
+            response = await http.post("/notify/bob")
+        assert response.json() == {"queued_here": 1}
+        assert await receive_json(bob) == {"type": "notice"}
+
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"ws://{host}/ws?token=forged")
+        assert refused.value.response.status_code == 403
+    assert fastapi_app.registry.stats().connections == 0
+
+
+async def close_code_of(url: str, **headers: str) -> int | None:
+    """Connect, then return the close code the server closed with (``None`` if it did not)."""
+    origin = headers.pop("origin", None)
+    async with connect(
+        url, origin=Origin(origin) if origin else None, additional_headers=headers
+    ) as client:
+        with anyio.fail_after(TIMEOUT):
+            try:
+                await client.recv()
+            except ConnectionClosedError as exc:
+                return exc.rcvd.code if exc.rcvd is not None else None
+    return None
+
+
+@asyncio_only
+@pytest.mark.anyio
+async def test_starlette_app() -> None:
+    good = Origin("http://localhost:8000")
+    async with serving(starlette_app.app, starlette_app.registry) as host:
+        url = f"ws://{host}/ws"
+        async with httpx.AsyncClient(base_url=f"http://{host}") as http:
+            await http.post("/login", json={"user": "alice"})
+            cookie = "session=" + http.cookies["session"]
+        async with (
+            connect(url, origin=good, additional_headers={"Cookie": cookie}) as tab1,
+            connect(url, origin=good, additional_headers={"Cookie": cookie}) as tab2,
+        ):
+            assert await receive_json(tab1) == {"type": "welcome", "user": "alice"}
+            assert await receive_json(tab2) == {"type": "welcome", "user": "alice"}
+            assert await close_code_of(url, origin=good, Cookie=cookie) == 4429  # third tab
+        assert await close_code_of(url, origin="https://evil.example", Cookie=cookie) == 4403
+        assert await close_code_of(url, Cookie=cookie) == 4403  # no Origin at all
+        assert await close_code_of(url, origin=good) == 4401  # no session cookie
+
+
+@asyncio_only
+@pytest.mark.anyio
+async def test_websockets_app() -> None:
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    async with contextlib.AsyncExitStack() as clients:
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(
+                lambda task_status: websockets_app.main(port=0, task_status=task_status)
+            )
+            url = f"ws://127.0.0.1:{port}"
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(url, additional_headers=bearer("forged"))
+            assert refused.value.response.status_code == 403
+
+            alice = await clients.enter_async_context(
+                connect(url, additional_headers=bearer("alice-token"))
+            )
+            bob = await clients.enter_async_context(
+                connect(url, additional_headers=bearer("bob-token"))
+            )
+            assert await receive_json(alice) == {"type": "welcome", "user": "alice"}
+            assert await receive_json(bob) == {"type": "welcome", "user": "bob"}
+            await alice.send("hello")
+            with anyio.fail_after(TIMEOUT):
+                assert await bob.recv() == "hello"
+            tg.cancel_scope.cancel()  # stop the server
+        with anyio.fail_after(TIMEOUT), pytest.raises(ConnectionClosed) as closed:
+            await bob.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == CloseCode.GOING_AWAY
+
+
 def test_every_snippet_file_is_tested() -> None:
     """A new file in docs_src/ must get a test above."""
     tested = {
@@ -117,14 +261,17 @@ def test_every_snippet_file_is_tested() -> None:
             connections,
             custom_backend,
             custom_transport,
+            fastapi_app,
             groups,
             operations,
             overflow,
             presence,
             quickstart_core,
             serializer,
+            starlette_app,
             testing_app,
             threadsafe,
+            websockets_app,
         )
     }
     files = {path.stem for path in (ROOT / "docs_src").glob("[!_]*.py")}
