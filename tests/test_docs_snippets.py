@@ -21,6 +21,7 @@ from docs_src import (
     custom_backend,
     custom_transport,
     fastapi_app,
+    fastapi_dependencies,
     groups,
     operations,
     overflow,
@@ -31,6 +32,7 @@ from docs_src import (
     testing_app,
     threadsafe,
     websockets_app,
+    websockets_handler,
 )
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
@@ -184,6 +186,17 @@ async def test_fastapi_app() -> None:
     assert fastapi_app.registry.stats().connections == 0
 
 
+@asyncio_only
+@pytest.mark.anyio
+async def test_fastapi_dependencies() -> None:
+    async with serving(fastapi_dependencies.app, fastapi_dependencies.registry) as host:
+        async with connect(f"ws://{host}/ws?token=alice-token") as alice:
+            assert await receive_json(alice) == {"type": "welcome", "user": "alice"}
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"ws://{host}/ws?token=forged")
+        assert refused.value.response.status_code == 403
+
+
 async def close_code_of(url: str, **headers: str) -> int | None:
     """Connect, then return the close code the server closed with (``None`` if it did not)."""
     origin = headers.pop("origin", None)
@@ -253,6 +266,30 @@ async def test_websockets_app() -> None:
         assert closed.value.rcvd.code == CloseCode.GOING_AWAY
 
 
+@asyncio_only
+@pytest.mark.anyio
+async def test_websockets_handler() -> None:
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(
+            lambda task_status: websockets_handler.main(port=0, task_status=task_status)
+        )
+        url = f"ws://127.0.0.1:{port}"
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url)
+        assert refused.value.response.status_code == 403
+        async with connect(url, additional_headers={"X-User": "carol"}) as carol:
+            assert await receive_json(carol) == {"type": "welcome", "user": "carol"}
+            tg.cancel_scope.cancel()
+            with (  # the server is stopping: shielded from the cancel we just made
+                anyio.CancelScope(shield=True),
+                anyio.fail_after(TIMEOUT),
+                pytest.raises(ConnectionClosed) as closed,
+            ):
+                await carol.recv()
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == CloseCode.GOING_AWAY
+
+
 def test_every_snippet_file_is_tested() -> None:
     """A new file in docs_src/ must get a test above."""
     tested = {
@@ -262,6 +299,7 @@ def test_every_snippet_file_is_tested() -> None:
             custom_backend,
             custom_transport,
             fastapi_app,
+            fastapi_dependencies,
             groups,
             operations,
             overflow,
@@ -272,6 +310,7 @@ def test_every_snippet_file_is_tested() -> None:
             testing_app,
             threadsafe,
             websockets_app,
+            websockets_handler,
         )
     }
     files = {path.stem for path in (ROOT / "docs_src").glob("[!_]*.py")}
