@@ -90,6 +90,7 @@ class Listener:
         self.wanted: set[str] = set()
         self.up = False
         self.messages = 0
+        self.failures = 0
         self._pool = pool
         self._on_message = on_message
         self._on_state = on_state
@@ -140,8 +141,9 @@ class Listener:
             error: BaseException | None = None
             try:
                 await self._serve()
-            except (RedisError, OSError, LinkLost) as exc:
+            except (RedisError, OSError, asyncio.TimeoutError, LinkLost) as exc:
                 error = exc
+                self.failures += 1
             finally:
                 await self._drop()
             self._set_up(False, error)

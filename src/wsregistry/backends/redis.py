@@ -769,7 +769,8 @@ class RedisBackend(Backend):
         """Connection state and counters (non-blocking).
 
         ``detail`` holds: ``namespace``, ``node``, ``subscriptions`` (channels on
-        the current link), ``pending`` (publishes waiting for the writer),
+        the current link), ``link_failures`` (lost links and failed reconnect
+        attempts), ``pending`` (publishes waiting for the writer),
         ``published``, ``publish_failures`` (lost after queueing), ``rejected``
         (``publish`` raised), ``oversized``, ``received`` (messages the link
         read), ``processed`` (envelopes handed to the registry: the measure of
@@ -784,6 +785,7 @@ class RedisBackend(Backend):
             "namespace": self.namespace,
             "node": self._node.node_id if self._node is not None else None,
             "subscriptions": listener.subscriptions if listener is not None else 0,
+            "link_failures": listener.failures if listener is not None else 0,
             "pending": self._pending_publishes,
             **self._stats,
             "last_error": self._last_error,
