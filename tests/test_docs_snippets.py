@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from docs_src import (
     connections,
     custom_backend,
     custom_transport,
+    emitter,
     fastapi_app,
     fastapi_dependencies,
     groups,
@@ -27,6 +29,7 @@ from docs_src import (
     overflow,
     presence,
     quickstart_core,
+    redis_cluster,
     serializer,
     starlette_app,
     testing_app,
@@ -40,6 +43,7 @@ from websockets.typing import Origin
 
 from wsregistry import CloseCode, Registry
 from wsregistry.adapters import uvicorn as wsr_uvicorn
+from wsregistry.testing import RecordingTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = float(os.environ.get("WSREGISTRY_TEST_TIMEOUT", "5"))
@@ -290,6 +294,39 @@ async def test_websockets_handler() -> None:
             assert closed.value.rcvd.code == CloseCode.GOING_AWAY
 
 
+@pytest.fixture
+def namespace() -> str:
+    """A namespace nobody else uses on the shared Redis."""
+    return "wsr-docs-" + uuid.uuid4().hex[:12]
+
+
+@pytest.mark.redis
+@asyncio_only
+@pytest.mark.anyio
+async def test_redis_cluster(namespace: str) -> None:
+    await redis_cluster.main(namespace)
+
+
+@pytest.mark.redis
+@asyncio_only
+@pytest.mark.anyio
+async def test_emitters(namespace: str) -> None:
+    async with redis_cluster.make_registry(namespace) as registry:
+        tab = RecordingTransport()
+        await registry.connect(tab, key=7)
+        assert await anyio.to_thread.run_sync(lambda: emitter.report_ready(7, namespace=namespace))
+        assert not await anyio.to_thread.run_sync(
+            lambda: emitter.report_ready(8, namespace=namespace)
+        )
+        assert await emitter.announce(5, namespace=namespace) == 1  # one server process
+        with anyio.fail_after(TIMEOUT):
+            await tab.wait_for(2)
+        assert tab.messages() == [
+            {"type": "report-ready"},
+            {"type": "maintenance", "in_minutes": 5},
+        ]
+
+
 def test_every_snippet_file_is_tested() -> None:
     """A new file in docs_src/ must get a test above."""
     tested = {
@@ -298,6 +335,7 @@ def test_every_snippet_file_is_tested() -> None:
             connections,
             custom_backend,
             custom_transport,
+            emitter,
             fastapi_app,
             fastapi_dependencies,
             groups,
@@ -305,6 +343,7 @@ def test_every_snippet_file_is_tested() -> None:
             overflow,
             presence,
             quickstart_core,
+            redis_cluster,
             serializer,
             starlette_app,
             testing_app,
