@@ -187,8 +187,13 @@ function connect() {
     if (state.socket !== socket) return;
     state.socket = null;
     if (state.signedOut) return;
-    if (event.code === 4401 || event.code === 4403 || event.code === 1008) {
+    if (event.code === 4401) {
       showSignIn("Your session is not valid any more: sign in again.");
+      return;
+    }
+    if (event.code === 4403) {
+      showSignIn(`The server does not accept WebSockets from ${location.origin} ` +
+                 "(set WSREGISTRY_DEMO_ORIGINS).");
       return;
     }
     scheduleReconnect();
