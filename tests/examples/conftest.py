@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -29,10 +29,16 @@ class _Server(uvicorn.Server):
         self.ready.set()
 
 
+def bound_socket() -> socket.socket:
+    """A TCP socket bound to 127.0.0.1 on a free port (serve it, or read its port first)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @asynccontextmanager
-async def _serve(app: Any) -> AsyncIterator[str]:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+async def _serve(app: Any, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    with sock if sock is not None else bound_socket() as sock:
         port = sock.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="websockets-sansio")
         server = _Server(config)
@@ -48,6 +54,17 @@ async def _serve(app: Any) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def serve() -> Callable[[Any], AbstractAsyncContextManager[str]]:
-    """``async with serve(app) as host:`` runs ``app`` until the block ends; ``host`` is ip:port."""
+def serve() -> Callable[..., AbstractAsyncContextManager[str]]:
+    """``async with serve(app[, sock]) as host:`` runs ``app`` until the block ends.
+
+    ``host`` is ``ip:port``; pass a socket from :func:`bound_socket` to know the
+    port before the app is built.
+    """
     return _serve
+
+
+@pytest.fixture
+def listen_socket() -> Iterator[socket.socket]:
+    """A socket bound to a free port on 127.0.0.1, for apps that must know their origin."""
+    with bound_socket() as sock:
+        yield sock
