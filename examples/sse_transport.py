@@ -13,8 +13,11 @@ Run it::
     curl -N 'http://127.0.0.1:8000/events?user=alice'          # one terminal
     curl -X POST -d '{"text": "hi"}' http://127.0.0.1:8000/notify/alice  # another
 
-``/events`` identifies users by a query parameter to keep the example short; a
-real application authenticates the request (cookie, header) first.
+The same registry serves WebSockets at ``/ws?user=alice`` (the Starlette
+adapter): ``/notify/alice`` reaches alice's WebSocket tabs and her SSE tabs alike.
+
+Both endpoints identify users by a query parameter to keep the example short;
+a real application authenticates the request (cookie, header) first.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
-from wsregistry import Registry
+from wsregistry import Connection, Registry
+from wsregistry.adapters.starlette import Identity, RegistryEndpoint
 
 HEARTBEAT_SECONDS = 15.0
 """A comment line this often keeps proxies from timing out and detects dead clients."""
@@ -122,6 +127,13 @@ def create_app(registry: Registry | None = None) -> Starlette:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    async def ws_user(websocket: WebSocket) -> Identity | None:
+        user = websocket.query_params.get("user", "")
+        return Identity(key=user) if user else None
+
+    async def ws_hello(conn: Connection) -> None:
+        await conn.send({"type": "connected"})  # like the SSE stream's first comment
+
     async def notify(request: Request) -> Response:
         message: Any = await request.json()
         delivered = await registry.send(request.path_params["user"], message)
@@ -133,6 +145,9 @@ def create_app(registry: Registry | None = None) -> Starlette:
 
     routes = [
         Route("/events", events),
+        WebSocketRoute(
+            "/ws", RegistryEndpoint(registry, authenticate=ws_user, on_connect=ws_hello)
+        ),
         Route("/notify/{user}", notify, methods=["POST"]),
         Route("/stats", stats),
     ]

@@ -11,6 +11,9 @@ import anyio
 import pytest
 import uvicorn
 
+from wsregistry import Registry
+from wsregistry.adapters import uvicorn as wsr_uvicorn
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -20,8 +23,8 @@ def anyio_backend() -> str:
 class _Server(uvicorn.Server):
     """A uvicorn server that reports when it listens."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.ready = anyio.Event()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -36,12 +39,18 @@ def bound_socket() -> socket.socket:
     return sock
 
 
+class _DrainingServer(_Server, wsr_uvicorn.Server):
+    """The adapter's server (drains the registry, closes with 1001 before shutdown)."""
+
+
 @asynccontextmanager
-async def _serve(app: Any, sock: socket.socket | None = None) -> AsyncIterator[str]:
+async def _serve(
+    app: Any, sock: socket.socket | None = None, *, registry: Registry | None = None
+) -> AsyncIterator[str]:
     with sock if sock is not None else bound_socket() as sock:
         port = sock.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="websockets-sansio")
-        server = _Server(config)
+        server = _Server(config) if registry is None else _DrainingServer(config, registry=registry)
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])
             with anyio.fail_after(10):
@@ -55,10 +64,10 @@ async def _serve(app: Any, sock: socket.socket | None = None) -> AsyncIterator[s
 
 @pytest.fixture
 def serve() -> Callable[..., AbstractAsyncContextManager[str]]:
-    """``async with serve(app[, sock]) as host:`` runs ``app`` until the block ends.
+    """``async with serve(app[, sock][, registry=]) as host:`` runs ``app`` until the block ends.
 
-    ``host`` is ``ip:port``; pass a socket from :func:`bound_socket` to know the
-    port before the app is built.
+    ``host`` is ``ip:port``; pass a bound socket to know the port before the app
+    is built, and the app's registry to shut down like ``wsregistry.adapters.uvicorn``.
     """
     return _serve
 

@@ -25,6 +25,7 @@ class Tab:
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
+        self.welcome: dict[str, Any] = {}
 
     async def send(self, **message: Any) -> None:
         await self.ws.send(json.dumps(message))
@@ -45,8 +46,14 @@ class Tab:
 
 
 @asynccontextmanager
-async def tab(host: str, token: str | None, *, origin: str | None = None) -> AsyncIterator[Tab]:
+async def tab(
+    host: str, token: str | None, *, origin: str | None = None, welcome: bool = True
+) -> AsyncIterator[Tab]:
+    """A connected tab; with ``welcome``, returns once the server registered it."""
     uri = f"ws://{host}/ws" + (f"?token={token}" if token else "")
     sent_origin = Origin(origin if origin is not None else f"http://{host}")
     async with connect(uri, origin=sent_origin, open_timeout=5, close_timeout=2) as ws:
-        yield Tab(ws)
+        opened = Tab(ws)
+        if welcome:
+            opened.welcome = (await opened.until("welcome"))[-1]
+        yield opened

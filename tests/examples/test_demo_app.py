@@ -61,9 +61,8 @@ async def test_direct_message_reaches_every_tab_of_both_users_and_nobody_else(
             tab(host, bob) as bob1,
             tab(host, carol) as carol1,
         ):
-            welcome = await carol1.until("welcome")
-            assert welcome[-1]["you"] == "carol"
-            assert set(welcome[-1]["online"]) == {"alice", "bob", "carol"}
+            assert carol1.welcome["you"] == "carol"
+            assert set(carol1.welcome["online"]) == {"alice", "bob", "carol"}
             assert await _online(http) == {"alice": 2, "bob": 1, "carol": 1}
 
             await bob1.send(type="dm", to="alice", text="hello alice")
@@ -141,14 +140,13 @@ async def test_refusals_and_bad_input(running_demo: Any) -> None:
             (token + "x", None, CloseCode.UNAUTHORIZED),
             (token, "https://evil.example", CloseCode.FORBIDDEN),
         ):
-            async with tab(host, bad_token, origin=origin) as refused:
+            async with tab(host, bad_token, origin=origin, welcome=False) as refused:
                 with pytest.raises(ConnectionClosed) as closed:
                     await refused.next()
                 assert closed.value.rcvd is not None
                 assert closed.value.rcvd.code == code
 
         async with tab(host, token) as alice1:
-            await alice1.until("welcome")
             await alice1.ws.send("not json")
             assert (await alice1.until("error"))[-1]["text"] == "messages are JSON objects"
             await alice1.send(type="join", room="bad room!")

@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 from demo.app import create_app
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -65,7 +65,7 @@ async def _send(page: Page, channel: str, text: str) -> None:
     await page.press("#message", "Enter")
 
 
-def _line(page: Page, channel: str, text: str):  # type: ignore[no-untyped-def]
+def _line(page: Page, channel: str, text: str) -> Locator:
     return page.locator(f'.feed[data-channel="{channel}"] li', has_text=text)
 
 

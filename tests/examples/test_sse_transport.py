@@ -9,6 +9,7 @@ import anyio
 import httpx
 import pytest
 import sse_transport
+from websockets.asyncio.client import connect
 
 from wsregistry import CloseCode, Registry
 
@@ -76,3 +77,23 @@ async def test_missing_user_is_rejected(serve: Serve) -> None:
     app = sse_transport.create_app()
     async with serve(app) as host, httpx.AsyncClient(base_url=f"http://{host}") as client:
         assert (await client.get("/events")).status_code == 400
+
+
+async def test_websocket_and_sse_tabs_of_one_user_share_the_registry(serve: Serve) -> None:
+    registry = Registry()
+    app = sse_transport.create_app(registry)
+    async with (
+        serve(app) as host,
+        httpx.AsyncClient(base_url=f"http://{host}") as client,
+        connect(f"ws://{host}/ws?user=alice") as ws_tab,
+        client.stream("GET", "/events", params={"user": "alice"}) as sse_tab,
+    ):
+        events = _events(sse_tab.aiter_lines())
+        with anyio.fail_after(5):
+            assert await anext(events) == ("comment", "connected")
+            assert json.loads(await ws_tab.recv()) == {"type": "connected"}
+            assert len(registry.lookup("alice")) == 2
+            notified = await client.post("/notify/alice", json={"to": "every tab"})
+            assert notified.json() == {"delivered": 2}
+            assert json.loads(await ws_tab.recv()) == {"to": "every tab"}
+            assert await anext(events) == ("message", '{"to":"every tab"}')
