@@ -8,11 +8,6 @@ from wsregistry.testing import RecordingTransport
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 async def test_disconnect_nowait_removes_exactly_that_connection() -> None:
     async with Registry() as registry:
         old = await registry.connect(RecordingTransport(), key="alice", groups={"g"})

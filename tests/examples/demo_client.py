@@ -12,6 +12,8 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
+from ..helpers import TIMEOUT
+
 
 async def login(http: httpx.AsyncClient, name: str) -> str:
     response = await http.post("/api/login", json={"name": name})
@@ -31,7 +33,7 @@ class Tab:
         await self.ws.send(json.dumps(message))
 
     async def next(self) -> dict[str, Any]:
-        with anyio.fail_after(5):
+        with anyio.fail_after(TIMEOUT):
             message: dict[str, Any] = json.loads(await self.ws.recv())
         return message
 

@@ -11,10 +11,12 @@ import anyio
 import httpx
 import pytest
 from demo.app import create_app
-from demo_client import Tab, login, tab
 from websockets.exceptions import ConnectionClosed
 
 from wsregistry import CloseCode
+
+from ..helpers import TIMEOUT
+from .demo_client import Tab, login, tab
 
 pytestmark = pytest.mark.anyio
 
@@ -116,7 +118,7 @@ async def test_presence_follows_the_last_tab(running_demo: Any) -> None:
                 async with tab(host, alice):
                     await bob1.until("presence", user="alice", online=True)
                     assert (await _online(http))["alice"] == 2
-                with anyio.fail_after(5):
+                with anyio.fail_after(TIMEOUT):
                     while (await _online(http)).get("alice") != 1:
                         await alice1.send(type="nothing")  # a round trip, then ask again
                         await alice1.until("error")

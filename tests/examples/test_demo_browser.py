@@ -13,6 +13,8 @@ import pytest
 from demo.app import create_app
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
+from ..helpers import TIMEOUT
+
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,7 +29,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-TIMEOUT_MS = 10_000
+TIMEOUT_MS = int(TIMEOUT * 2000)
+expect.set_options(timeout=TIMEOUT_MS)
 
 Serve = Callable[..., AbstractAsyncContextManager[str]]
 
@@ -132,7 +135,7 @@ async def test_two_users_one_with_two_tabs(
 
         # Closing one of alice's tabs keeps her online; closing both marks her offline.
         await alice2.close()
-        with anyio.fail_after(5):
+        with anyio.fail_after(TIMEOUT):
             while await _online_count(http, "alice") != 1:
                 await http.get("/api/health")  # a round trip, then ask again
         await _announce_and_wait(alice1, [bob], "barrier three")

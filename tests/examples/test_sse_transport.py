@@ -13,6 +13,8 @@ from websockets.asyncio.client import connect
 
 from wsregistry import CloseCode, Registry
 
+from ..helpers import TIMEOUT
+
 pytestmark = pytest.mark.anyio
 
 Serve = Callable[[Any], AbstractAsyncContextManager[str]]
@@ -40,7 +42,7 @@ async def test_sse_client_receives_sends_and_is_unregistered_on_disconnect(serve
         async with client.stream("GET", "/events", params={"user": "alice"}) as response:
             assert response.headers["content-type"].startswith("text/event-stream")
             events = _events(response.aiter_lines())
-            with anyio.fail_after(5):
+            with anyio.fail_after(TIMEOUT):
                 assert await anext(events) == ("comment", "connected")
                 (conn,) = registry.lookup("alice")
                 notified = await client.post("/notify/alice", json={"text": "hi\nthere"})
@@ -49,7 +51,7 @@ async def test_sse_client_receives_sends_and_is_unregistered_on_disconnect(serve
             assert kind == "message"
             assert json.loads(data) == {"text": "hi\nthere"}
             assert (await client.post("/notify/bob", json={"x": 1})).json() == {"delivered": 0}
-        with anyio.fail_after(5):
+        with anyio.fail_after(TIMEOUT):
             await conn.wait_closed()  # the client left: unregistered at once
         assert (await client.get("/stats")).json()["connections"] == 0
 
@@ -60,7 +62,7 @@ async def test_registry_close_ends_the_stream_with_a_close_event(serve: Serve) -
     async with serve(app) as host, httpx.AsyncClient(base_url=f"http://{host}") as client:
         async with client.stream("GET", "/events", params={"user": "bob"}) as response:
             events = _events(response.aiter_lines())
-            with anyio.fail_after(5):
+            with anyio.fail_after(TIMEOUT):
                 assert await anext(events) == ("comment", "connected")
                 (conn,) = registry.lookup("bob")
                 await conn.send(b"\x00\x01")
@@ -89,7 +91,7 @@ async def test_websocket_and_sse_tabs_of_one_user_share_the_registry(serve: Serv
         client.stream("GET", "/events", params={"user": "alice"}) as sse_tab,
     ):
         events = _events(sse_tab.aiter_lines())
-        with anyio.fail_after(5):
+        with anyio.fail_after(TIMEOUT):
             assert await anext(events) == ("comment", "connected")
             assert json.loads(await ws_tab.recv()) == {"type": "connected"}
             assert len(registry.lookup("alice")) == 2

@@ -14,13 +14,15 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from wsregistry import CloseCode, Registry
 
+from ..helpers import TIMEOUT
+
 pytestmark = pytest.mark.anyio
 
 Serve = Callable[..., AbstractAsyncContextManager[str]]
 
 
 async def _recv(ws: ClientConnection) -> Any:
-    with anyio.fail_after(5):
+    with anyio.fail_after(TIMEOUT):
         return json.loads(await ws.recv())
 
 

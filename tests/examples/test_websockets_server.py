@@ -16,6 +16,8 @@ from websockets_server import run_server
 
 from wsregistry import Registry
 
+from ..helpers import TIMEOUT
+
 pytestmark = pytest.mark.anyio
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "websockets_server.py"
@@ -29,7 +31,7 @@ async def _client(port: int, token: str) -> AsyncIterator[ClientConnection]:
 
 
 async def _recv(ws: ClientConnection) -> Any:
-    with anyio.fail_after(5):
+    with anyio.fail_after(TIMEOUT):
         return json.loads(await ws.recv())
 
 
