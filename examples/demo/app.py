@@ -13,6 +13,7 @@ Several workers, unchanged code: point every worker at one Redis::
 Settings (environment variables):
 
 * ``WSREGISTRY_REDIS_URL``: use the Redis backend (default: in-memory, one process).
+* ``WSREGISTRY_REDIS_NAMESPACE``: the Redis key prefix (default ``wsregistry``).
 * ``WSREGISTRY_DEMO_SECRET``: the key that signs sessions (every worker needs
   the same one; the default is for local use only).
 * ``WSREGISTRY_DEMO_ORIGINS``: comma-separated origins allowed to open the
@@ -43,6 +44,7 @@ from .auth import COOKIE_NAME, MAX_AGE_SECONDS, Signer
 from .chat import Chat
 
 REDIS_URL_ENV = "WSREGISTRY_REDIS_URL"
+REDIS_NAMESPACE_ENV = "WSREGISTRY_REDIS_NAMESPACE"
 SECRET_ENV = "WSREGISTRY_DEMO_SECRET"
 ORIGINS_ENV = "WSREGISTRY_DEMO_ORIGINS"
 DEFAULT_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
@@ -61,7 +63,8 @@ def registry_from_env() -> Registry:
         return Registry()
     from wsregistry.backends.redis import RedisBackend
 
-    return Registry(backend=RedisBackend(url))
+    namespace = os.environ.get(REDIS_NAMESPACE_ENV) or "wsregistry"
+    return Registry(backend=RedisBackend(url, namespace=namespace))
 
 
 def create_app(

@@ -40,7 +40,8 @@ class Chat:
     async def on_connect(self, conn: Connection) -> None:
         """Greet the new tab with who is online, and tell everyone the user is here."""
         online = sorted(str(key) for key in await self.registry.online_keys())
-        await conn.send({"type": "welcome", "you": conn.key, "online": online})
+        node = self.registry.node_id  # which worker serves this tab
+        await conn.send({"type": "welcome", "you": conn.key, "online": online, "node": node})
         await self.registry.broadcast({"type": "presence", "user": conn.key, "online": True})
 
     async def on_disconnect(self, conn: Connection) -> None:

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from ..connection import Connection
 
 __all__ = [
+    "REDIS_NAMESPACE_ENV",
     "REDIS_URL_ENV",
     "REQUIRED_MESSAGES",
     "ConnectionManager",
@@ -60,6 +61,9 @@ __all__ = [
 
 REDIS_URL_ENV = "WSREGISTRY_REDIS_URL"
 """The environment variable :func:`get_websocket_manager` reads to use the Redis backend."""
+
+REDIS_NAMESPACE_ENV = "WSREGISTRY_REDIS_NAMESPACE"
+"""The Redis key prefix :func:`get_websocket_manager` uses (default ``wsregistry``)."""
 
 REQUIRED_MESSAGES = frozenset({"MFA_REQUIRED"})
 """``json_data["message"]`` values that :func:`notify_frontend` must deliver (else HTTP 400)."""
@@ -278,14 +282,15 @@ def get_websocket_manager() -> ConnectionManager:
     """The process-wide manager (cached), usable as a FastAPI dependency.
 
     Uses the Redis backend when ``WSREGISTRY_REDIS_URL`` is set (read on the
-    first call), so several workers share users; else the in-memory backend.
+    first call, with the namespace in ``WSREGISTRY_REDIS_NAMESPACE``), so
+    several workers share users; else the in-memory backend.
     """
     url = os.environ.get(REDIS_URL_ENV)
     backend: Backend | None = None
     if url:
         from ..backends.redis import RedisBackend
 
-        backend = RedisBackend(url)
+        backend = RedisBackend(url, namespace=os.environ.get(REDIS_NAMESPACE_ENV) or "wsregistry")
     return ConnectionManager(Registry(backend=backend))
 
 
