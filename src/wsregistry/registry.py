@@ -307,6 +307,18 @@ class Registry:
         await anyio.lowlevel.checkpoint()
         self._forget(conn, code=None)
 
+    def disconnect_nowait(self, conn: Connection) -> None:
+        """:meth:`disconnect` for synchronous code (no checkpoint). Idempotent.
+
+        Non-blocking; removes exactly ``conn``. Works in any state.
+
+        Raises:
+            TypeError: ``conn`` is not a :class:`Connection`.
+        """
+        if not isinstance(conn, Connection):
+            raise TypeError(f"disconnect_nowait() takes a Connection, got {type(conn).__name__}")
+        self._forget(conn, code=None)
+
     @asynccontextmanager
     async def session(
         self,
