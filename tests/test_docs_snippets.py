@@ -5,18 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
-import socket
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-import uvicorn
 from docs_src import (
     connections,
     custom_backend,
@@ -25,6 +21,8 @@ from docs_src import (
     fastapi_app,
     fastapi_dependencies,
     groups,
+    migration_after,
+    migration_before,
     operations,
     overflow,
     presence,
@@ -41,41 +39,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 from websockets.typing import Origin
 
-from wsregistry import CloseCode, Registry
-from wsregistry.adapters import uvicorn as wsr_uvicorn
+from tests.helpers import TIMEOUT, wait_until
+from tests.servers import serve as serving
+from wsregistry import CloseCode
 from wsregistry.testing import RecordingTransport
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = float(os.environ.get("WSREGISTRY_TEST_TIMEOUT", "5"))
 asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
-
-
-class _Server(wsr_uvicorn.Server):
-    """uvicorn with the registry's graceful shutdown, and an event set once it listens."""
-
-    def __init__(self, config: uvicorn.Config, *, registry: Registry) -> None:
-        super().__init__(config, registry=registry)
-        self.listening = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.listening.set()
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any, registry: Registry) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free port of 127.0.0.1; yields ``host:port``."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = _Server(uvicorn.Config(app, lifespan="on", log_level="warning"), registry=registry)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        with anyio.fail_after(TIMEOUT):
-            await server.listening.wait()
-        try:
-            yield f"127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            server.should_exit = True
 
 
 async def receive_json(client: ClientConnection) -> Any:
@@ -170,7 +140,7 @@ async def test_testing_app() -> None:
 @pytest.mark.anyio
 async def test_fastapi_app() -> None:
     async with (
-        serving(fastapi_app.app, fastapi_app.registry) as host,
+        serving(fastapi_app.app, registry=fastapi_app.registry) as host,
         connect(f"ws://{host}/ws?token=alice-token") as alice,
         connect(f"ws://{host}/ws?token=bob-token") as bob,
     ):
@@ -193,7 +163,7 @@ async def test_fastapi_app() -> None:
 @asyncio_only
 @pytest.mark.anyio
 async def test_fastapi_dependencies() -> None:
-    async with serving(fastapi_dependencies.app, fastapi_dependencies.registry) as host:
+    async with serving(fastapi_dependencies.app, registry=fastapi_dependencies.registry) as host:
         async with connect(f"ws://{host}/ws?token=alice-token") as alice:
             assert await receive_json(alice) == {"type": "welcome", "user": "alice"}
         with pytest.raises(InvalidStatus) as refused:
@@ -219,7 +189,7 @@ async def close_code_of(url: str, **headers: str) -> int | None:
 @pytest.mark.anyio
 async def test_starlette_app() -> None:
     good = Origin("http://localhost:8000")
-    async with serving(starlette_app.app, starlette_app.registry) as host:
+    async with serving(starlette_app.app, registry=starlette_app.registry) as host:
         url = f"ws://{host}/ws"
         async with httpx.AsyncClient(base_url=f"http://{host}") as http:
             await http.post("/login", json={"user": "alice"})
@@ -327,6 +297,47 @@ async def test_emitters(namespace: str) -> None:
         ]
 
 
+def _registered_socket_port(user_id: str) -> int | None:
+    """The client port of the socket the hand-written manager holds for ``user_id``."""
+    websocket = migration_before.manager.get_connection(user_id)
+    return websocket.client.port if websocket is not None and websocket.client else None
+
+
+@asyncio_only
+@pytest.mark.anyio
+async def test_migration_before_loses_the_first_tab() -> None:
+    """What the guide says of the hand-written manager: a second tab replaces the first."""
+    async with contextlib.AsyncExitStack() as clients:
+        async with serving(migration_before.app) as host:
+            tab1 = await clients.enter_async_context(connect(f"ws://{host}/ws/alice"))
+            tab2 = await clients.enter_async_context(connect(f"ws://{host}/ws/alice"))
+            await wait_until(lambda: _registered_socket_port("alice") == tab2.local_address[1])
+            async with httpx.AsyncClient(base_url=f"http://{host}") as http:
+                assert (await http.post("/login/alice/mfa")).status_code == 200
+            assert await receive_json(tab2) == {"message": "MFA_REQUIRED"}
+        # the server has stopped: the first tab was closed without ever getting the message
+        with anyio.fail_after(TIMEOUT), pytest.raises(ConnectionClosed):
+            await tab1.recv()
+
+
+@asyncio_only
+@pytest.mark.anyio
+async def test_migration_after_reaches_every_tab() -> None:
+    registry = migration_after.manager.registry
+    async with serving(migration_after.app, registry=registry) as host:
+        async with (
+            connect(f"ws://{host}/ws/alice") as tab1,
+            connect(f"ws://{host}/ws/alice") as tab2,
+        ):
+            await wait_until(lambda: len(registry.lookup("alice")) == 2)
+            async with httpx.AsyncClient(base_url=f"http://{host}") as http:
+                assert (await http.post("/login/alice/mfa")).status_code == 200
+                assert await receive_json(tab1) == {"message": "MFA_REQUIRED"}
+                assert await receive_json(tab2) == {"message": "MFA_REQUIRED"}
+                assert (await http.post("/login/bob/mfa")).status_code == 400  # bob is offline
+        await wait_until(lambda: not registry.lookup("alice"))
+
+
 def test_every_snippet_file_is_tested() -> None:
     """A new file in docs_src/ must get a test above."""
     tested = {
@@ -339,6 +350,8 @@ def test_every_snippet_file_is_tested() -> None:
             fastapi_app,
             fastapi_dependencies,
             groups,
+            migration_after,
+            migration_before,
             operations,
             overflow,
             presence,
