@@ -65,12 +65,15 @@ class Registry:
         serializer: turns ``dict``/``list`` messages into ``str`` (text frame) or
             ``bytes`` (binary frame). Defaults to compact JSON. Called once per
             send/broadcast, whatever the number of targets.
-        max_queue: most messages waiting in one connection's outbound queue.
-        max_queue_bytes: most payload bytes waiting in one connection's queue.
+        max_queue: most messages waiting in one connection's outbound queue
+            (default 1024).
+        max_queue_bytes: most payload bytes waiting in one connection's queue
+            (default 1 MiB).
         overflow: what to do when a message does not fit (see
             :class:`~wsregistry.OverflowPolicy`; default: close with 1013).
-        drain_timeout: seconds shutdown waits for queues to drain.
-        close_timeout: seconds to wait for one transport's close before aborting it.
+        drain_timeout: seconds shutdown waits for queues to drain (default 5).
+        close_timeout: seconds to wait for one transport's close before aborting it
+            (default 2).
         node_id: this registry's id in the cluster (default: random).
 
     Raises:
