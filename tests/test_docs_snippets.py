@@ -388,3 +388,23 @@ def test_security_close_code_table_matches_close_code() -> None:
     page = (ROOT / "docs" / "security.md").read_text()
     rows = set(re.findall(r"^\| (\d{4}) \| `([A-Z_]+)`", page, flags=re.MULTILINE))
     assert rows == {(str(code.value), code.name) for code in CloseCode}
+
+
+def test_griffe_extension_renders_roles_literal_blocks_and_simple_tables() -> None:
+    """The build-time docstring rewriting (docs_src/_griffe_roles.py) on a real package."""
+    import griffe
+    from docs_src import _griffe_roles
+
+    package = griffe.load("wsregistry", search_paths=[str(ROOT / "src")])
+    assert isinstance(package, griffe.Module)
+    _griffe_roles.SphinxRoles().on_package(pkg=package, loader=griffe.GriffeLoader())
+    connect = package["Registry.connect"].docstring.value
+    assert "[`disconnect`][wsregistry.registry.Registry.disconnect]" in connect
+    assert ":meth:" not in connect
+    transport = package["transport"].docstring.value
+    assert "It needs two coroutines:\n" in transport
+    rst = ["Intro:", "", "  ====  =====", "  a     b c", "  ====  =====", "  1     2"]
+    rst += ["  ====  =====", "", "  after", "* next"]
+    table = _griffe_roles._markdown_tables("\n".join(rst))
+    assert "| a | b c |\n| --- | --- |\n| 1 | 2 |" in table
+    assert "\nafter\n\n* next" in table
