@@ -10,10 +10,11 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from .._types import Key, check_group, check_key
@@ -45,13 +46,13 @@ class Identity:
 
     Attributes:
         key: the registry key (usually the user id; ``str`` or ``int``).
-        groups: groups the connection joins at once.
+        groups: groups the connection joins at once (any set; stored as a ``frozenset``).
         metadata: the application's data about the connection (copied into
             :attr:`Connection.metadata <wsregistry.Connection.metadata>`).
     """
 
     key: Key
-    groups: frozenset[str] = frozenset()
+    groups: AbstractSet[str] = frozenset()
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
@@ -204,8 +205,8 @@ class Policy:
         self.max_connections_per_key = _positive_or_none(
             "max_connections_per_key", max_connections_per_key
         )
-        self.limit_policy = LimitPolicy(limit_policy)
-        self.refusal_mode = RefusalMode(refusal)
+        self.limit_policy = _choice(LimitPolicy, "limit_policy", limit_policy)
+        self.refusal_mode = _choice(RefusalMode, "refusal", refusal)
         self.max_message_size = _positive_or_none("max_message_size", max_message_size)
         self.pending: dict[Key, int] = {}
 
@@ -287,6 +288,17 @@ def check_heartbeat(interval: float | None, timeout: float | None) -> None:
             raise ValueError(f"{name} must be > 0, got {value}")
     if timeout is not None and interval is None:
         raise ValueError("heartbeat_timeout needs heartbeat_interval")
+
+
+EnumT = TypeVar("EnumT", LimitPolicy, RefusalMode)
+
+
+def _choice(enum_type: type[EnumT], name: str, value: object) -> EnumT:
+    try:
+        return enum_type(value)
+    except ValueError:
+        choices = ", ".join(repr(member.value) for member in enum_type)
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}") from None
 
 
 def _positive_or_none(name: str, value: int | None) -> int | None:

@@ -19,6 +19,7 @@ import anyio
 from .._encode import encode
 from ..codes import CloseCode
 from ..errors import ConnectionClosed, RegistryClosed
+from ..registry import Registry
 from ._handshake import (
     DEFAULT_MAX_MESSAGE_SIZE,
     EVICTED_REASON,
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from ..connection import Connection
-    from ..registry import Registry
     from ..transport import Transport
 
 logger = logging.getLogger("wsregistry")
@@ -49,6 +49,7 @@ OnConnection = Callable[["Connection"], Awaitable[None]]
 
 HEARTBEAT_MESSAGE = '{"type":"ping"}'
 SHUTDOWN_REASON = "server shutdown"
+UNAVAILABLE_REFUSAL = Refusal(503, CloseCode.GOING_AWAY, "server unavailable")
 
 
 class Endpoint(Generic[SocketT]):
@@ -72,8 +73,6 @@ class Endpoint(Generic[SocketT]):
         heartbeat_timeout: float | None = None,
         heartbeat_message: Any = HEARTBEAT_MESSAGE,
     ) -> None:
-        from ..registry import Registry
-
         if not isinstance(registry, Registry):
             raise TypeError(
                 f"registry must be a wsregistry Registry, got {type(registry).__name__}"
@@ -112,6 +111,12 @@ class Endpoint(Generic[SocketT]):
 
     async def admit(self, socket: SocketT, origin: str | None) -> Identity | Refusal:
         """Run the ``Origin`` check, the authentication hook and the limit check."""
+        if not self.registry.running:
+            logger.warning(
+                "refusing a WebSocket: the registry is not running "
+                "(start it in the app's lifespan; it stops at shutdown)"
+            )
+            return UNAVAILABLE_REFUSAL
         refusal = self.policy.check_origin(origin)
         if refusal is not None:
             return refusal
@@ -178,7 +183,7 @@ class Endpoint(Generic[SocketT]):
                         anyio.CancelScope(shield=True),
                         anyio.move_on_after(registry.close_timeout),
                     ):
-                        registry._forget(conn, code=None)
+                        await registry.disconnect(conn)
                         await _call_hook(self.on_disconnect, conn)
 
     async def _serve(
