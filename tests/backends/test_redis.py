@@ -290,3 +290,26 @@ async def test_emitter_checks_arguments(redis_url: str) -> None:
             await emitter.send("k", object())
     with pytest.raises(ValueError, match="namespace"):
         RedisEmitter(redis_url, namespace="a b")
+
+
+def test_public_names() -> None:
+    import wsregistry.backends.redis as module
+
+    assert set(module.__all__) == {"RedisBackend", "RedisEmitter", "SyncRedisEmitter"}
+
+
+def test_missing_redis_py_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "try:\n"
+        "    import wsregistry.backends.redis\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "pip install 'wsregistry[redis]'" in result.stdout

@@ -82,10 +82,14 @@ async def test_restart_local_delivery_goes_on_then_remote_resumes(
         assert health(a).detail["rejected"] >= 20
         with anyio.fail_after(TIMEOUT):
             await local.wait_for(40)
+        churn = [await b.connect(RecordingTransport(), key="churn") for _ in range(50)]
+        for conn in churn[:48]:
+            await b.disconnect(conn)  # presence changes during the outage
 
         private_redis.start()
         await until(lambda: connected(a, b))
         await until(lambda: _equals(a.online_count("k"), 2))  # presence re-asserted
+        await until(lambda: _equals(a.online_count("churn"), 2))
         for i in range(40, 60):
             await a.send("k", i)
         with anyio.fail_after(TIMEOUT):

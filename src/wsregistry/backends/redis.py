@@ -446,6 +446,8 @@ class RedisBackend(Backend):
         assert client is not None
         assert node is not None
         self._resync = False
+        # The snapshot below covers every presence change queued so far.
+        self._outbox = deque(item for item in self._outbox if item[0] not in (_KEY, _CONN))
         pipe = client.pipeline(transaction=True)
         layout = self._layout
         me = self._me
@@ -590,8 +592,7 @@ class RedisBackend(Backend):
         returns at once while disconnected (the reconnect re-asserts everything).
         """
         self._conns[conn.id] = conn.key
-        self._queue(_CONN, conn.id)
-        self._queue(_KEY, conn.key)
+        self._presence_changed(conn)
         if first_of_key:
             self._want(self._layout.key_channel(conn.key))
         await self._settle(subscribed=first_of_key)
@@ -599,10 +600,14 @@ class RedisBackend(Backend):
     def connection_removed(self, conn: Connection, *, last_of_key: bool) -> None:
         """Withdraw presence; unsubscribe after the key's last connection. Never blocks."""
         self._conns.pop(conn.id, None)
-        self._queue(_CONN, conn.id)
-        self._queue(_KEY, conn.key)
+        self._presence_changed(conn)
         if last_of_key:
             self._unwant(self._layout.key_channel(conn.key))
+
+    def _presence_changed(self, conn: Connection) -> None:
+        if not self._resync:  # a pending resync rewrites everything (bounded outbox)
+            self._queue(_CONN, conn.id)
+            self._queue(_KEY, conn.key)
 
     async def group_joined(self, conn: Connection, group: str, *, first_of_group: bool) -> None:
         """Subscribe to the group's channel on its first local member."""
