@@ -146,6 +146,7 @@ async def test_two_users_one_with_two_tabs(
         await alice1.click('.channel[data-target="dm:bob"]')
         ARTIFACTS.mkdir(exist_ok=True)
         await alice1.screenshot(path=str(ARTIFACTS / "demo.png"))
+        await bob.click('.channel[data-target="room:lobby"]')
         await bob.screenshot(path=str(ARTIFACTS / "demo-room.png"))
 
         # Closing one of alice's tabs keeps her online; closing both marks her offline.
