@@ -41,7 +41,10 @@ the connection limit)::
         ...
 
 Heartbeats are the server's own pings: ``ping_interval`` / ``ping_timeout``
-(20 s / 20 s by default) close a peer that stops answering with 1011. Inbound
+(20 s / 20 s by default) close a peer that stops answering with 1011; a
+half-open peer is unregistered after a further ``close_timeout`` (the time
+``websockets`` waits for the TCP close; :func:`serve` sets it to the registry's
+``close_timeout``, 2 s by default, instead of websockets' 10 s). Inbound
 size: ``max_size`` closes with 1009 (``serve`` sets it to
 ``max_message_size``). Shutdown: leaving :func:`serve` first delivers what is
 queued and closes every registered connection with 1001
@@ -310,7 +313,10 @@ async def serve(
         ping_interval: seconds between protocol pings (``None``: no heartbeat).
         ping_timeout: seconds to wait for a pong before closing with 1011.
         **kwargs: more options of ``websockets.asyncio.server.serve``
-            (``ssl``, ``compression``, ``write_limit``, ...).
+            (``ssl``, ``compression``, ``write_limit``, ...). ``close_timeout``
+            defaults to the registry's: a peer that stops answering pings is
+            dropped (and unregistered) within ``ping_interval + ping_timeout +
+            close_timeout`` seconds.
 
     Raises:
         TypeError, ValueError: an option has the wrong type or value.
@@ -331,6 +337,7 @@ async def serve(
         refusal=refusal,
         max_message_size=max_message_size,
     )
+    kwargs.setdefault("close_timeout", registry.close_timeout)
     async with _ws_serve(
         handler,
         host,
