@@ -13,7 +13,9 @@ import pytest
 from demo.app import create_app
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
-from ..helpers import TIMEOUT
+from wsregistry import Connection, Registry
+
+from ..helpers import TIMEOUT, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -80,6 +82,12 @@ async def _announce_and_wait(sender: Page, readers: list[Page], text: str) -> No
         await _line(reader, "announcements", text).wait_for(state="attached", timeout=TIMEOUT_MS)
 
 
+def _in_room(registry: Registry, user: str, room: str, *, not_conn: Connection) -> bool:
+    return any(
+        conn.key == user and conn is not not_conn for conn in registry.members(f"room:{room}")
+    )
+
+
 async def _online_count(http: httpx.AsyncClient, user: str) -> int:
     count: int = (await http.get("/api/online")).json()["users"].get(user, 0)
     return count
@@ -90,7 +98,8 @@ async def test_two_users_one_with_two_tabs(
 ) -> None:
     port = listen_socket.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    app = create_app(secret="browser-test", allowed_origins=[base])
+    registry = Registry()
+    app = create_app(registry=registry, secret="browser-test", allowed_origins=[base])
     async with serve(app, listen_socket), httpx.AsyncClient(base_url=base) as http:
         alice_context = await browser.new_context(viewport={"width": 1100, "height": 680})
         bob_context = await browser.new_context(viewport={"width": 1100, "height": 680})
@@ -123,6 +132,12 @@ async def test_two_users_one_with_two_tabs(
             await page.fill("#room-name", "lobby")
             await page.click("#join-form button")
             await expect(page.locator("#channel-title")).to_have_text("# lobby")
+        # The server drops bob's socket (a restart, 1012): the page reconnects by itself
+        # and joins its rooms again.
+        (dropped,) = registry.lookup("bob")
+        await dropped.close(1012, "service restart")
+        await wait_until(lambda: _in_room(registry, "bob", "lobby", not_conn=dropped))
+        await _connected(bob)
         await _send(bob, "room:lobby", "hi lobby")
         await expect(_line(alice1, "room:lobby", "hi lobby")).to_be_visible()
         await expect(_line(bob, "room:lobby", "hi lobby")).to_be_visible()
@@ -131,6 +146,7 @@ async def test_two_users_one_with_two_tabs(
         await alice1.click('.channel[data-target="dm:bob"]')
         ARTIFACTS.mkdir(exist_ok=True)
         await alice1.screenshot(path=str(ARTIFACTS / "demo.png"))
+        await bob.click('.channel[data-target="room:lobby"]')
         await bob.screenshot(path=str(ARTIFACTS / "demo-room.png"))
 
         # Closing one of alice's tabs keeps her online; closing both marks her offline.

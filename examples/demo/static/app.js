@@ -196,7 +196,11 @@ function connect() {
                  "(set WSREGISTRY_DEMO_ORIGINS).");
       return;
     }
-    scheduleReconnect();
+    if (event.code === 4429) {
+      setStatus("offline", "too many open tabs");
+      return;
+    }
+    scheduleReconnect();  // 1001/1012 restarts, 1013 slow consumer, network errors
   });
 }
 
