@@ -56,3 +56,4 @@ docs-serve: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/core.py
+	$(PY) -m benchmarks --quick
