@@ -18,7 +18,7 @@ registry = Registry()
 
 async def authenticate(websocket: WebSocket) -> Identity | None:
     user = TOKENS.get(websocket.query_params.get("token", ""))
-    return Identity(key=user, groups=frozenset({"lobby"})) if user else None  # None: 403
+    return Identity(key=user, groups={"lobby"}) if user else None  # None: 403
 
 
 async def on_connect(conn: Connection) -> None:

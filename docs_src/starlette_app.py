@@ -33,7 +33,7 @@ async def authenticate(websocket: WebSocket) -> Identity | None:
     if user is None:
         return None  # refused: close 4401 in "close" mode
     agent = websocket.headers.get("user-agent", "")
-    return Identity(key=user, groups=frozenset({"lobby"}), metadata={"user_agent": agent})
+    return Identity(key=user, groups={"lobby"}, metadata={"user_agent": agent})
 
 
 async def on_connect(conn: Connection) -> None:
