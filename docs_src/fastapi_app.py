@@ -26,7 +26,8 @@ async def on_connect(conn: Connection) -> None:
 
 
 async def on_message(conn: Connection, data: str | bytes) -> None:
-    await registry.broadcast({"from": conn.key, "text": data}, group="lobby", exclude=conn)
+    if isinstance(data, str):  # a text chat: binary frames are ignored
+        await registry.broadcast({"from": conn.key, "text": data}, group="lobby", exclude=conn)
 
 
 chat = RegistryEndpoint(
