@@ -118,6 +118,7 @@ class BrokerBackend(Backend):
 
 
 async def main() -> Broker:
+    # --8<-- [start:usage]
     broker = Broker()
     async with (
         Registry(backend=BrokerBackend(broker)) as node_a,
@@ -131,6 +132,7 @@ async def main() -> Broker:
         assert await node_b.online_count("alice") == 1
         assert await node_b.online_keys() == {"alice"}
         assert alice.sent == ["to alice", "to the room", "to everyone"]
+        # --8<-- [end:usage]
 
         await node_a.disconnect(conn)
         assert not await node_b.is_online("alice")

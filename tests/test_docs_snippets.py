@@ -21,6 +21,7 @@ from docs_src import (
     fastapi_app,
     fastapi_dependencies,
     groups,
+    lifecycle,
     migration_after,
     migration_before,
     operations,
@@ -41,7 +42,7 @@ from websockets.typing import Origin
 
 from tests.helpers import TIMEOUT, wait_until
 from tests.servers import serve as serving
-from wsregistry import CloseCode
+from wsregistry import CloseCode, Registry, RegistryClosed, RegistryNotStarted
 from wsregistry.testing import RecordingTransport
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +67,20 @@ async def test_quickstart_core(capsys: pytest.CaptureFixture[str]) -> None:
         {"type": "meeting"},
     ]
     assert capsys.readouterr().out == "2 True\n"
+
+
+@pytest.mark.anyio
+async def test_lifecycle() -> None:
+    assert not Registry().running
+    with pytest.raises(RegistryNotStarted):
+        await Registry().send("alice", "hi")
+    registry, conn = await lifecycle.main()
+    assert not registry.running
+    with pytest.raises(RegistryClosed):
+        await registry.send("alice", "hi")
+    assert isinstance(conn.transport, RecordingTransport)
+    assert conn.transport.messages() == [{"type": "hello"}]  # drained before the close
+    assert conn.transport.close_code == CloseCode.GOING_AWAY
 
 
 @pytest.mark.anyio
@@ -350,6 +365,7 @@ def test_every_snippet_file_is_tested() -> None:
             fastapi_app,
             fastapi_dependencies,
             groups,
+            lifecycle,
             migration_after,
             migration_before,
             operations,
