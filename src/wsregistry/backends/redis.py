@@ -299,10 +299,18 @@ class RedisBackend(Backend):
         if self._closed:
             return
         self._closed = True
+        if self._listener is not None:
+            self._listener.stop()
+        if self._wake is not None:
+            self._wake.set()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Loops also stop on ``_closed``: redis-py may swallow a cancellation mid-command.
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=self.op_timeout)
+            if stuck:
+                logger.error("%d redis backend tasks did not stop", len(stuck))
         for _tag, item, _data in self._outbox:
             if _tag == _FLUSH:
                 item.set()
@@ -324,9 +332,11 @@ class RedisBackend(Backend):
     async def _supervise(self, name: str, loop: Callable[[], Any]) -> None:
         """Run a background loop forever: log, count and restart it if it fails."""
         backoff = Backoff(*self.reconnect_backoff)
-        while True:
+        while not self._closed:
             try:
                 await loop()
+                if self._closed:
+                    return
                 raise RuntimeError(f"{name} loop returned")
             except asyncio.CancelledError:
                 raise
@@ -385,7 +395,7 @@ class RedisBackend(Backend):
         wake = self._wake
         assert wake is not None
         backoff = Backoff(*self.reconnect_backoff)
-        while True:
+        while not self._closed:
             if not self._outbox and not self._resync:
                 wake.clear()
                 await wake.wait()
@@ -697,7 +707,7 @@ class RedisBackend(Backend):
     async def _heartbeat_loop(self) -> None:
         layout = self._layout
         lease = int(self.presence_timeout * 1000)
-        while True:
+        while not self._closed:
             await asyncio.sleep(self.heartbeat_interval)
             client = self._client
             if client is None or self._resync:
@@ -718,7 +728,7 @@ class RedisBackend(Backend):
 
     async def _probe_loop(self) -> None:
         channel = self._layout.node_channel(self._me)
-        while True:
+        while not self._closed:
             await asyncio.sleep(self.probe_interval)
             listener, client = self._listener, self._client
             if listener is None or client is None or not listener.up:
