@@ -21,6 +21,7 @@ from ._encode import encode, json_serializer
 from ._index import Index
 from ._loop import LoopHandle
 from ._types import Key, Serializer, check_group, check_key
+from ._writers import WriterPool
 from .backends.base import Backend, Envelope, EnvelopeKind
 from .backends.memory import MemoryBackend
 from .codes import CloseCode
@@ -110,6 +111,7 @@ class Registry:
         self._index: Index[Connection] = Index()
         self._ids: dict[str, Connection] = {}
         self._counters = Counters()
+        self._writers = WriterPool(self)
         self._task_group: anyio.abc.TaskGroup | None = None
         self._loop: LoopHandle | None = None
         self._drained: anyio.Event | None = None
@@ -193,7 +195,7 @@ class Registry:
 
     async def _drain(self) -> None:
         with anyio.move_on_after(self.drain_timeout):
-            while self._counters.queued > 0:
+            while self._counters.queued > 0 or self._writers.in_flight > 0:
                 self._drained = anyio.Event()
                 await self._drained.wait()
         self._drained = None
@@ -656,7 +658,7 @@ class Registry:
 
     def _queue_emptied(self) -> None:
         if self._drained is not None and self._counters.queued <= 0:
-            self._drained.set()
+            self._drained.set()  # _drain checks the writers in flight itself
 
     def _forget(self, conn: Connection, *, code: int | None) -> bool:
         """Unregister ``conn`` at once (sync). Returns ``False`` if it was already gone."""
