@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import anyio
 import pytest
 
-from wsregistry import Registry
-from wsregistry.testing import RecordingTransport, StallingTransport
+from wsregistry import Connection, Registry
+from wsregistry.testing import FailingTransport, RecordingTransport, StallingTransport
 
 from ..helpers import TIMEOUT, wait_until
 from .transports import InstantTransport, SlowTransport
@@ -93,3 +95,90 @@ async def test_shutdown_waits_for_sends_in_flight() -> None:
         assert transport.messages() == [0, 1, 2]  # the last frame was not cut off
         assert transport.close_code == 1001
     assert registry.stats().dropped == 0
+
+
+class _YieldingTransport(RecordingTransport):
+    """Every send waits a random number of loop passes (0-3)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__()
+        self._rng = rng
+
+    async def send(self, data: str | bytes) -> None:
+        for _ in range(self._rng.randrange(4)):
+            await anyio.lowlevel.checkpoint()
+        self._record(data)
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_random_mix_of_peers_each_gets_exactly_its_frames(seed: int) -> None:
+    rng = random.Random(seed)
+    async with Registry(drain_timeout=0, close_timeout=0) as registry:
+        aimed: dict[Connection, list[str]] = {}
+        kinds: dict[Connection, str] = {}
+
+        async def connect() -> None:
+            kind = rng.choice(["instant", "nowait", "yielding", "slow", "stalled", "failing"])
+            transport: RecordingTransport
+            if kind == "instant":
+                transport = InstantTransport()
+            elif kind == "nowait":
+                transport = RecordingTransport(nowait=True)
+            elif kind == "yielding":
+                transport = _YieldingTransport(rng)
+            elif kind == "slow":
+                transport = SlowTransport(rng.choice([0, 0.0005, 0.002]))
+            elif kind == "stalled":
+                transport = StallingTransport()
+            else:
+                transport = FailingTransport(fail_after=rng.randrange(5), nowait=rng.random() < 0.5)
+            conn = await registry.connect(
+                transport, key=rng.randrange(10), groups=rng.sample(["a", "b", "c"], 2)
+            )
+            aimed[conn] = []
+            kinds[conn] = kind
+
+        for _ in range(30):
+            await connect()
+        for n in range(600):
+            live = [c for c in aimed if not c.closed]
+            op = rng.random()
+            frame = f"f{n}"
+            if op < 0.4:
+                group = rng.choice([None, "a", "b", "c"])
+                exclude = rng.choice([None, *live]) if live else None
+                targets = [
+                    c for c in live if (group is None or group in c.groups) and c is not exclude
+                ]
+                await registry.broadcast(frame, group=group, exclude=exclude)
+            elif op < 0.7:
+                key = rng.randrange(10)
+                targets = [c for c in live if c.key == key]
+                await registry.send(key, frame)
+            elif op < 0.85 and live:
+                conn = rng.choice(live)
+                targets = [conn]
+                await conn.send(frame)
+            elif op < 0.92 and live:
+                await registry.disconnect(rng.choice(live))
+                targets = []
+            else:
+                await connect()
+                targets = []
+            for conn in targets:
+                aimed[conn].append(frame)
+            if rng.random() < 0.3:
+                await anyio.sleep(rng.choice([0, 0.0005]))
+
+        def settled() -> bool:  # everyone but the stalled peers has written everything
+            return all(not c._writing for c in registry.connections() if kinds[c] != "stalled")
+
+        await wait_until(settled)
+        for conn, frames in aimed.items():
+            got = conn.transport.sent  # type: ignore[attr-defined]
+            if kinds[conn] == "stalled":
+                assert got == []
+            elif conn.closed:  # disconnected or broken: a prefix, in order
+                assert got == frames[: len(got)]
+            else:
+                assert got == frames, kinds[conn]
