@@ -71,7 +71,8 @@ class Registry:
         max_queue_bytes: most payload bytes waiting in one connection's queue.
         overflow: what to do when a message does not fit (see
             :class:`~wsregistry.OverflowPolicy`; default: close with 1013).
-        drain_timeout: seconds shutdown waits for queues to drain.
+        drain_timeout: seconds shutdown waits for queues to drain and sends in
+            flight to finish.
         close_timeout: seconds to wait for one transport's close before aborting it.
         node_id: this registry's id in the cluster (default: random).
 
@@ -169,7 +170,13 @@ class Registry:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Drain, close every connection with 1001, stop the backend and all tasks."""
+        """Drain, close every connection with 1001, stop the backend and all tasks.
+
+        Runs the same way when the block raised or was cancelled: shutdown is
+        shielded and bounded by ``drain_timeout`` plus ``close_timeout``; the
+        block's exception then propagates unchanged. Pending thread-safe calls
+        fail with :class:`~wsregistry.errors.RegistryClosed`. Idempotent.
+        """
         if self._state is not _State.RUNNING:
             return
         with self._jobs_lock:  # from here on no thread can hand over a new call
