@@ -207,17 +207,40 @@ class Registry:
                 await self._drained.wait()
         self._drained = None
 
-    async def _close_everyone(self) -> None:
+    async def _close_everyone(
+        self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutdown"
+    ) -> int:
         conns = self._index.everyone()
         for conn in conns:
-            self._forget(conn, code=CloseCode.GOING_AWAY)
-        if not conns:
-            return
-        async with anyio.create_task_group() as closers:
-            for conn in conns:
-                closers.start_soon(
-                    self._close_transport, conn, CloseCode.GOING_AWAY, "server shutdown"
-                )
+            self._forget(conn, code=code)
+        if conns:
+            async with anyio.create_task_group() as closers:
+                for conn in conns:
+                    closers.start_soon(self._close_transport, conn, code, reason)
+        return len(conns)
+
+    async def close_connections(
+        self, *, code: int = CloseCode.GOING_AWAY, reason: str = "server shutdown"
+    ) -> int:
+        """Drain the outbound queues, then close every local connection; keep running.
+
+        Use it when the server is about to close its sockets before the
+        registry's own shutdown runs (uvicorn closes WebSockets with 1012
+        *before* the lifespan shutdown): queued messages are delivered (up to
+        ``drain_timeout``) and each socket gets ``code`` (1001 by default).
+        Connections made afterwards are served normally. Waits for the closes,
+        each bounded by ``close_timeout``.
+
+        Returns:
+            How many connections were closed.
+
+        Raises:
+            RegistryNotStarted, RegistryClosed: the registry is not running.
+        """
+        await anyio.lowlevel.checkpoint()
+        self._check_running("close_connections")
+        await self._drain()
+        return await self._close_everyone(code, reason)
 
     def _check_running(self, operation: str) -> None:
         if self._state is _State.RUNNING:

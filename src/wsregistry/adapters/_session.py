@@ -1,0 +1,261 @@
+"""The life of one admitted socket, shared by every adapter.
+
+An adapter checks the handshake, accepts, and then calls :meth:`Endpoint.run`
+with its transport and a ``receive`` coroutine: ``run`` registers the socket,
+evicts over-limit connections, runs the application's hooks and the receive
+loop, and unregisters on every exit path (peer close, TCP reset, send error,
+hook exception, cancellation, registry shutdown).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+
+from .._encode import encode
+from ..codes import CloseCode
+from ..errors import ConnectionClosed, RegistryClosed
+from ._handshake import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    EVICTED_REASON,
+    TOO_BIG_REASON,
+    Identity,
+    LimitPolicy,
+    Policy,
+    Refusal,
+    RefusalMode,
+    Refuse,
+    check_heartbeat,
+    identify,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ..connection import Connection
+    from ..registry import Registry
+    from ..transport import Transport
+
+logger = logging.getLogger("wsregistry")
+
+SocketT = TypeVar("SocketT")
+
+OnMessage = Callable[["Connection", "str | bytes"], Awaitable[None]]
+OnConnection = Callable[["Connection"], Awaitable[None]]
+
+HEARTBEAT_MESSAGE = '{"type":"ping"}'
+SHUTDOWN_REASON = "server shutdown"
+
+
+class Endpoint(Generic[SocketT]):
+    """Options and hooks of one adapter endpoint; see the adapters for the public classes."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        authenticate: Callable[[SocketT], Awaitable[Identity | None]],
+        on_message: OnMessage | None = None,
+        on_connect: OnConnection | None = None,
+        on_disconnect: OnConnection | None = None,
+        allowed_origins: Iterable[str] | None = None,
+        allow_missing_origin: bool = True,
+        max_connections_per_key: int | None = None,
+        limit_policy: LimitPolicy | str = LimitPolicy.REJECT_NEW,
+        refusal: RefusalMode | str = RefusalMode.HTTP,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        heartbeat_interval: float | None = None,
+        heartbeat_timeout: float | None = None,
+        heartbeat_message: Any = HEARTBEAT_MESSAGE,
+    ) -> None:
+        from ..registry import Registry
+
+        if not isinstance(registry, Registry):
+            raise TypeError(
+                f"registry must be a wsregistry Registry, got {type(registry).__name__}"
+            )
+        if not callable(authenticate):
+            raise TypeError("authenticate must be an async callable returning Identity | None")
+        for name, hook in (
+            ("on_message", on_message),
+            ("on_connect", on_connect),
+            ("on_disconnect", on_disconnect),
+        ):
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{name} must be an async callable or None")
+        check_heartbeat(heartbeat_interval, heartbeat_timeout)
+        self.registry = registry
+        self.authenticate = authenticate
+        self.on_message = on_message
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        self.policy = Policy(
+            allowed_origins=allowed_origins,
+            allow_missing_origin=allow_missing_origin,
+            max_connections_per_key=max_connections_per_key,
+            limit_policy=limit_policy,
+            refusal=refusal,
+            max_message_size=max_message_size,
+        )
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self._heartbeat_payload = encode(heartbeat_message, registry.serializer)
+
+    @property
+    def refusal_mode(self) -> RefusalMode:
+        """How refusals look on the wire (see :class:`~wsregistry.adapters.RefusalMode`)."""
+        return self.policy.refusal_mode
+
+    async def admit(self, socket: SocketT, origin: str | None) -> Identity | Refusal:
+        """Run the ``Origin`` check, the authentication hook and the limit check."""
+        refusal = self.policy.check_origin(origin)
+        if refusal is not None:
+            return refusal
+        try:
+            result = identify(await self.authenticate(socket))
+        except Refuse as exc:
+            return exc.refusal
+        if isinstance(result, Refusal):
+            return result
+        return self.policy.check_limit(self.registry, result.key) or result
+
+    async def run(
+        self,
+        transport: Transport,
+        identity: Identity,
+        receive: Callable[[], Awaitable[str | bytes | None]],
+        *,
+        accept: Callable[[], Awaitable[None]] | None = None,
+        abort_scope: Callable[[anyio.CancelScope], None] | None = None,
+    ) -> None:
+        """Register, serve and always unregister one socket.
+
+        Args:
+            transport: the registry's view of the socket.
+            identity: what the authentication hook returned.
+            receive: the next inbound message, or ``None`` once the peer is gone.
+            accept: completes the handshake (when not done yet); runs while the
+                connection counts against the key's limit.
+            abort_scope: given the cancel scope of the receive loop, so that the
+                transport's ``abort`` can end it.
+        """
+        registry = self.registry
+        policy = self.policy
+        refusal = policy.check_limit(registry, identity.key)
+        if refusal is not None:  # another handshake of the key won the race since admit()
+            if accept is not None:
+                await accept()
+            await transport.close(refusal.code, refusal.reason)
+            return
+        async with AsyncExitStack() as stack:
+            with policy.reserve(identity.key):
+                if accept is not None:
+                    await accept()
+                try:
+                    conn = await stack.enter_async_context(
+                        registry.session(
+                            transport,
+                            key=identity.key,
+                            groups=identity.groups,
+                            metadata=identity.metadata,
+                        )
+                    )
+                except RegistryClosed:
+                    await transport.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
+                    return
+            try:
+                await self._serve(conn, receive, abort_scope)
+            except Exception:
+                logger.exception("WebSocket handler of %r failed", conn)
+                await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+            finally:
+                if self.on_disconnect is not None:
+                    with (
+                        anyio.CancelScope(shield=True),
+                        anyio.move_on_after(registry.close_timeout),
+                    ):
+                        registry._forget(conn, code=None)
+                        await _call_hook(self.on_disconnect, conn)
+
+    async def _serve(
+        self,
+        conn: Connection,
+        receive: Callable[[], Awaitable[str | bytes | None]],
+        abort_scope: Callable[[anyio.CancelScope], None] | None,
+    ) -> None:
+        for old in self.policy.to_evict(self.registry, conn):
+            logger.info("evicting %r: %s", old, EVICTED_REASON)
+            await old.close(CloseCode.TOO_MANY_CONNECTIONS, EVICTED_REASON)
+        if self.on_connect is not None:
+            await self.on_connect(conn)
+        with anyio.CancelScope() as scope:
+            if abort_scope is not None:
+                abort_scope(scope)
+            if self.heartbeat_interval is None:
+                await self._receive_loop(conn, receive, None)
+                return
+            alive = _Alive()
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._heartbeat, conn, alive)
+                await self._receive_loop(conn, receive, alive)
+                tasks.cancel_scope.cancel()
+
+    async def _receive_loop(
+        self,
+        conn: Connection,
+        receive: Callable[[], Awaitable[str | bytes | None]],
+        alive: _Alive | None,
+    ) -> None:
+        policy = self.policy
+        on_message = self.on_message
+        while True:
+            data = await receive()
+            if data is None:
+                return
+            if alive is not None:
+                alive.last = anyio.current_time()
+            if policy.too_big(data):
+                logger.info(
+                    "closing %r: inbound message of over %d bytes", conn, policy.max_message_size
+                )
+                await conn.close(CloseCode.MESSAGE_TOO_BIG, TOO_BIG_REASON)
+                return
+            if on_message is not None:
+                await on_message(conn, data)
+
+    async def _heartbeat(self, conn: Connection, alive: _Alive) -> None:
+        interval = self.heartbeat_interval
+        timeout = self.heartbeat_timeout
+        assert interval is not None
+        while True:
+            await anyio.sleep(interval)
+            pinged_at = anyio.current_time()
+            try:
+                await conn.send(self._heartbeat_payload)
+            except ConnectionClosed:
+                return
+            if timeout is None:
+                continue
+            await anyio.sleep(timeout)
+            if alive.last < pinged_at:
+                logger.info("closing %r: no message within %ss of a heartbeat", conn, timeout)
+                await conn.close(CloseCode.INTERNAL_ERROR, "heartbeat timeout")
+                return
+
+
+class _Alive:
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = anyio.current_time()
+
+
+async def _call_hook(hook: OnConnection, conn: Connection) -> None:
+    try:
+        await hook(conn)
+    except Exception:
+        logger.exception("on_disconnect hook failed for %r", conn)

@@ -1,0 +1,289 @@
+"""The registry on Starlette (and any ASGI server): transport and endpoint.
+
+Install with ``pip install 'wsregistry[starlette]'``.
+
+:class:`RegistryEndpoint` does the whole life of a socket: check ``Origin`` →
+authenticate → (refuse | accept) → register → receive loop handing each
+message to ``on_message`` → always unregister::
+
+    import contextlib
+
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from wsregistry import Registry
+    from wsregistry.adapters.starlette import Identity, RegistryEndpoint
+
+    registry = Registry()
+
+    async def authenticate(websocket):
+        user = websocket.session.get("user")  # or a token in websocket.query_params
+        return Identity(key=user, groups={"lobby"}) if user else None
+
+    async def on_message(conn, data):
+        await registry.broadcast(data, group="lobby", exclude=conn)
+
+    endpoint = RegistryEndpoint(
+        registry,
+        authenticate=authenticate,
+        on_message=on_message,
+        allowed_origins=["https://app.example.com"],
+        max_connections_per_key=5,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with registry:
+            yield
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)], lifespan=lifespan)
+
+Inside your own endpoint function, call ``await endpoint.handle(websocket)``.
+
+Refusals (see :mod:`wsregistry.adapters`): in strict mode the answer is an HTTP
+403/429 sent with the WebSocket Denial Response extension (uvicorn supports it
+with all three of its WebSocket implementations); on a server without it,
+closing before accept makes the server answer HTTP 403.
+
+Server settings that matter (uvicorn names; other servers have equivalents):
+
+* Heartbeats: uvicorn pings every ``ws_ping_interval`` seconds and drops a
+  peer that does not answer within ``ws_ping_timeout`` (defaults 20/20;
+  ``--ws-ping-interval``/``--ws-ping-timeout``), with ``websockets``,
+  ``websockets-sansio`` and ``wsproto`` alike in uvicorn 0.54 (older releases
+  pinged only with the ``websockets`` implementations).
+  On a server without protocol pings, set ``heartbeat_interval`` (and
+  ``heartbeat_timeout``): the endpoint then sends ``heartbeat_message`` and
+  closes (1011) a peer that sends nothing within the timeout; the client must
+  answer the ping with any message.
+* Inbound size: the endpoint closes with 1009 any message over
+  ``max_message_size``; set the server's own limit (``ws_max_size``) to the
+  same value so the server does not buffer more than that first.
+* Shutdown: uvicorn closes every WebSocket with 1012 (service restart) *before*
+  it runs the lifespan shutdown, so ``async with registry`` would find the
+  sockets already gone and queued messages lost. To deliver what is queued and
+  close with 1001 first, run uvicorn through
+  :class:`wsregistry.adapters.uvicorn.Server`, or call
+  :meth:`Registry.close_connections` from your own shutdown hook.
+
+Stalled peers: ASGI gives no way to drop a TCP connection, so
+:meth:`StarletteTransport.abort` ends the endpoint's receive loop (the server
+then closes the socket when its buffers allow); the connection is unregistered
+either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+try:
+    from starlette.responses import PlainTextResponse
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+except ImportError as exc:  # pragma: no cover - exercised by the import-isolation test
+    raise ImportError(
+        "wsregistry.adapters.starlette needs Starlette: pip install 'wsregistry[starlette]'"
+    ) from exc
+
+from ..codes import CloseCode
+from ._handshake import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Identity,
+    LimitPolicy,
+    Refusal,
+    RefusalMode,
+    Refuse,
+)
+from ._session import HEARTBEAT_MESSAGE, Endpoint, OnConnection, OnMessage
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from starlette.types import Receive, Scope, Send
+
+    from ..registry import Registry
+
+__all__ = [
+    "Identity",
+    "LimitPolicy",
+    "RefusalMode",
+    "Refuse",
+    "RegistryEndpoint",
+    "StarletteTransport",
+]
+
+_DENIAL_EXTENSION = "websocket.http.response"
+
+
+class StarletteTransport:
+    """A :class:`~wsregistry.Transport` over an accepted Starlette/FastAPI ``WebSocket``.
+
+    ``send`` writes a text frame for ``str`` and a binary frame for ``bytes``
+    and waits while the server applies back-pressure. ``close`` is idempotent
+    and ignores sockets that are already closed. No ``send_nowait``: an ASGI
+    send is always a coroutine, so the registry queues every message.
+
+    Args:
+        websocket: an accepted ``starlette.websockets.WebSocket``.
+    """
+
+    __slots__ = ("_aborted", "_scope", "websocket")
+
+    def __init__(self, websocket: WebSocket) -> None:
+        if not isinstance(websocket, WebSocket):
+            raise TypeError(f"expected a starlette WebSocket, got {type(websocket).__name__}")
+        self.websocket = websocket
+        self._scope: anyio.CancelScope | None = None
+        self._aborted = False
+
+    def __repr__(self) -> str:
+        client = self.websocket.client
+        peer = f"{client.host}:{client.port}" if client else "?"
+        return f"<StarletteTransport {peer} {self.websocket.application_state.name}>"
+
+    async def send(self, data: str | bytes) -> None:
+        """Send one frame; raises when the socket is closed or broken."""
+        if isinstance(data, str):
+            await self.websocket.send_text(data)
+        else:
+            await self.websocket.send_bytes(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send a close frame with ``code`` and ``reason``. Idempotent; never raises."""
+        # Already closed or gone: closed is what we wanted.
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await self.websocket.close(code, reason)
+
+    def abort(self) -> None:
+        """Stop serving the socket at once: ends the endpoint's receive loop.
+
+        ASGI cannot drop the TCP connection itself; the server closes it when
+        the endpoint returns.
+        """
+        self._aborted = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _watch(self, scope: anyio.CancelScope) -> None:
+        self._scope = scope
+        if self._aborted:
+            scope.cancel()
+
+
+class RegistryEndpoint(Endpoint[WebSocket]):
+    """An ASGI WebSocket endpoint that registers each admitted socket in ``registry``.
+
+    Use it as a route (``WebSocketRoute("/ws", endpoint)``, it is an ASGI app),
+    or call :meth:`handle` from your own endpoint. The registry must be running
+    (enter it in the app's lifespan).
+
+    Args:
+        registry: the registry to register sockets in.
+        authenticate: ``async (websocket) -> Identity | None``; runs before
+            accept. ``None`` or :class:`Refuse` refuses the socket.
+        on_message: ``async (conn, data)`` for every inbound message (``str``
+            for text frames, ``bytes`` for binary), one at a time per
+            connection. An exception closes that connection with 1011.
+        on_connect: ``async (conn)`` once registered, before the first message.
+        on_disconnect: ``async (conn)`` after unregistering, on every exit path
+            (shielded from cancellation, bounded by the registry's ``close_timeout``).
+        allowed_origins: origins allowed to connect (``scheme://host[:port]``);
+            ``None`` (default) checks nothing.
+        allow_missing_origin: admit requests without ``Origin`` (default ``True``).
+        max_connections_per_key: most connections one key may hold in this
+            process (``None``: unlimited).
+        limit_policy: ``"reject_new"`` (default) or ``"evict_oldest"``.
+        refusal: ``"http"`` (default, refuse before accept) or ``"close"``
+            (accept, then close 44xx).
+        max_message_size: most bytes in one inbound message (default 1 MiB;
+            ``None``: no check here); larger messages close the socket with 1009.
+        heartbeat_interval: seconds between app-level heartbeats (``None``, the
+            default: rely on the server's protocol pings).
+        heartbeat_timeout: close (1011) a peer that sends nothing within this
+            many seconds of a heartbeat.
+        heartbeat_message: the heartbeat sent (serialised like any message).
+
+    Raises:
+        TypeError, ValueError: an option has the wrong type or value.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        authenticate: Callable[[WebSocket], Awaitable[Identity | None]],
+        on_message: OnMessage | None = None,
+        on_connect: OnConnection | None = None,
+        on_disconnect: OnConnection | None = None,
+        allowed_origins: Iterable[str] | None = None,
+        allow_missing_origin: bool = True,
+        max_connections_per_key: int | None = None,
+        limit_policy: LimitPolicy | str = LimitPolicy.REJECT_NEW,
+        refusal: RefusalMode | str = RefusalMode.HTTP,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        heartbeat_interval: float | None = None,
+        heartbeat_timeout: float | None = None,
+        heartbeat_message: Any = HEARTBEAT_MESSAGE,
+    ) -> None:
+        super().__init__(
+            registry,
+            authenticate=authenticate,
+            on_message=on_message,
+            on_connect=on_connect,
+            on_disconnect=on_disconnect,
+            allowed_origins=allowed_origins,
+            allow_missing_origin=allow_missing_origin,
+            max_connections_per_key=max_connections_per_key,
+            limit_policy=limit_policy,
+            refusal=refusal,
+            max_message_size=max_message_size,
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout,
+            heartbeat_message=heartbeat_message,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI interface: serve one WebSocket connection."""
+        if scope["type"] != "websocket":
+            raise RuntimeError(
+                f"RegistryEndpoint serves WebSocket routes only, got {scope['type']!r}"
+            )
+        await self.handle(WebSocket(scope, receive=receive, send=send))
+
+    async def handle(self, websocket: WebSocket) -> None:
+        """Serve ``websocket`` (not yet accepted) until it closes.
+
+        Returns when the peer is gone or the registry closed the connection;
+        the connection is unregistered by then, whatever happened.
+        """
+        admitted = await self.admit(websocket, websocket.headers.get("origin"))
+        if isinstance(admitted, Refusal):
+            await self._refuse(websocket, admitted)
+            return
+        transport = StarletteTransport(websocket)
+
+        async def receive() -> str | bytes | None:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            text: str | None = message.get("text")
+            if text is not None:
+                return text
+            data: bytes | None = message.get("bytes")
+            return data if data is not None else b""
+
+        await self.run(
+            transport, admitted, receive, accept=websocket.accept, abort_scope=transport._watch
+        )
+
+    async def _refuse(self, websocket: WebSocket, refusal: Refusal) -> None:
+        if self.refusal_mode is RefusalMode.CLOSE:
+            await websocket.accept()
+            await websocket.close(refusal.code, refusal.reason)
+        elif _DENIAL_EXTENSION in websocket.scope.get("extensions", {}):
+            response = PlainTextResponse(refusal.reason, status_code=refusal.status)
+            await websocket.send_denial_response(response)
+        else:  # the ASGI server answers a close before accept with HTTP 403
+            await websocket.close(CloseCode.POLICY_VIOLATION, refusal.reason)

@@ -1,0 +1,356 @@
+"""The registry on a plain ``websockets`` server (``websockets.asyncio.server``).
+
+Install with ``pip install 'wsregistry[websockets]'`` (websockets >= 14).
+
+:func:`serve` runs a server whose every connection is authenticated, registered
+and served until it closes::
+
+    import asyncio
+    from wsregistry import Registry
+    from wsregistry.adapters.websockets import Identity, serve
+
+    async def authenticate(connection):
+        token = connection.request.headers.get("Authorization", "")
+        user = await users.from_token(token)          # your code
+        return Identity(key=user.id) if user else None
+
+    async def main():
+        async with Registry() as registry:
+            async def on_message(conn, data):
+                await registry.broadcast(data, exclude=conn)
+
+            async with serve(
+                registry, "0.0.0.0", 8765,
+                authenticate=authenticate,
+                on_message=on_message,
+                allowed_origins=["https://app.example.com"],
+            ) as server:
+                await server.serve_forever()
+
+    asyncio.run(main())
+
+With your own ``websockets.asyncio.server.serve`` call, pass a
+:class:`RegistryHandler` as the handler and its ``process_request`` (strict mode
+refuses in the HTTP handshake: 403 for authentication and ``Origin``, 429 for
+the connection limit)::
+
+    handler = RegistryHandler(registry, authenticate=authenticate)
+    async with websockets.asyncio.server.serve(
+        handler, host, port, process_request=handler.process_request, max_size=2**20
+    ):
+        ...
+
+Heartbeats are the server's own pings: ``ping_interval`` / ``ping_timeout``
+(20 s / 20 s by default) close a peer that stops answering with 1011; a
+half-open peer is unregistered after a further ``close_timeout`` (the time
+``websockets`` waits for the TCP close; :func:`serve` sets it to the registry's
+``close_timeout``, 2 s by default, instead of websockets' 10 s). Inbound
+size: ``max_size`` closes with 1009 (``serve`` sets it to
+``max_message_size``). Shutdown: leaving :func:`serve` first delivers what is
+queued and closes every registered connection with 1001
+(:meth:`Registry.close_connections`), then closes the server.
+
+The transport writes without awaiting while the connection is open and its
+write buffer is under ``write_limit`` (``send_nowait``); otherwise the registry
+queues and awaits ``send``, so per-connection order holds either way.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+try:
+    from websockets.asyncio.server import ServerConnection
+    from websockets.asyncio.server import serve as _ws_serve
+    from websockets.exceptions import ConnectionClosed
+    from websockets.protocol import State
+except ImportError as exc:  # pragma: no cover - exercised by the import-isolation test
+    raise ImportError(
+        "wsregistry.adapters.websockets needs websockets: pip install 'wsregistry[websockets]'"
+    ) from exc
+
+from ..codes import CloseCode
+from ._handshake import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Identity,
+    LimitPolicy,
+    Refusal,
+    RefusalMode,
+    Refuse,
+)
+from ._session import Endpoint, OnConnection, OnMessage
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from websockets.asyncio.server import Server
+    from websockets.http11 import Request, Response
+
+    from ..registry import Registry
+
+__all__ = [
+    "Identity",
+    "LimitPolicy",
+    "RefusalMode",
+    "Refuse",
+    "RegistryHandler",
+    "WebsocketsTransport",
+    "serve",
+]
+
+
+class WebsocketsTransport:
+    """A :class:`~wsregistry.Transport` over a ``websockets`` ``ServerConnection``.
+
+    Args:
+        connection: an open ``websockets.asyncio.server.ServerConnection``
+            (a client ``ClientConnection`` works the same way).
+    """
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self.connection = connection
+
+    def __repr__(self) -> str:
+        return (
+            f"<WebsocketsTransport {self.connection.remote_address} "
+            f"{self.connection.protocol.state.name}>"
+        )
+
+    async def send(self, data: str | bytes) -> None:
+        """Send one frame, waiting while the write buffer is over its limit.
+
+        Raises:
+            websockets.exceptions.ConnectionClosed: the connection is closed.
+        """
+        await self.connection.send(data)
+
+    def send_nowait(self, data: str | bytes) -> bool:
+        """Write one frame without waiting if the write buffer has room.
+
+        Returns:
+            ``True`` if the frame went to the socket's buffer; ``False`` when the
+            buffer is over ``write_limit`` (or a fragmented message is being
+            sent) and the caller must ``await send`` instead.
+
+        Raises:
+            ConnectionError: the connection is closing or closed.
+        """
+        connection = self.connection
+        protocol = connection.protocol
+        if protocol.state is not State.OPEN:
+            raise ConnectionError(f"WebSocket connection is {protocol.state.name}")
+        if connection.paused or connection.send_in_progress is not None:
+            return False
+        if isinstance(data, str):
+            protocol.send_text(data.encode())
+        else:
+            protocol.send_binary(data)
+        connection.send_data()
+        return True
+
+    async def close(self, code: int, reason: str) -> None:
+        """Run the closing handshake. Idempotent; never raises for a closed socket."""
+        await self.connection.close(code, reason)
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a closing handshake."""
+        self.connection.transport.abort()
+
+
+class RegistryHandler(Endpoint[ServerConnection]):
+    """A ``websockets`` connection handler that registers each admitted connection.
+
+    Pass it as the handler of ``websockets.asyncio.server.serve`` together with
+    ``process_request=handler.process_request``; :func:`serve` does both.
+
+    Args:
+        registry: the registry to register connections in (must be running).
+        authenticate: ``async (connection) -> Identity | None``; reads
+            ``connection.request`` (path, headers) and ``remote_address``. Runs
+            in the HTTP handshake in strict mode, right after it in
+            browser-friendly mode; ``None`` or :class:`Refuse` refuses.
+        on_message: ``async (conn, data)`` for every inbound message, one at a
+            time per connection; an exception closes that connection with 1011.
+        on_connect: ``async (conn)`` once registered.
+        on_disconnect: ``async (conn)`` after unregistering, on every exit path.
+        allowed_origins: origins allowed to connect; ``None`` checks nothing.
+        allow_missing_origin: admit requests without ``Origin`` (default ``True``).
+        max_connections_per_key: most connections per key in this process.
+        limit_policy: ``"reject_new"`` (default) or ``"evict_oldest"``.
+        refusal: ``"http"`` (default) or ``"close"`` (accept, then close 44xx).
+            Without ``process_request`` installed, strict mode closes with 1008
+            after the handshake.
+        max_message_size: most bytes per inbound message (also give it to the
+            server as ``max_size``); larger ones close with 1009.
+
+    Raises:
+        TypeError, ValueError: an option has the wrong type or value.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        authenticate: Callable[[ServerConnection], Awaitable[Identity | None]],
+        on_message: OnMessage | None = None,
+        on_connect: OnConnection | None = None,
+        on_disconnect: OnConnection | None = None,
+        allowed_origins: Iterable[str] | None = None,
+        allow_missing_origin: bool = True,
+        max_connections_per_key: int | None = None,
+        limit_policy: LimitPolicy | str = LimitPolicy.REJECT_NEW,
+        refusal: RefusalMode | str = RefusalMode.HTTP,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        super().__init__(
+            registry,
+            authenticate=authenticate,
+            on_message=on_message,
+            on_connect=on_connect,
+            on_disconnect=on_disconnect,
+            allowed_origins=allowed_origins,
+            allow_missing_origin=allow_missing_origin,
+            max_connections_per_key=max_connections_per_key,
+            limit_policy=limit_policy,
+            refusal=refusal,
+            max_message_size=max_message_size,
+        )
+        self._admitted: weakref.WeakKeyDictionary[ServerConnection, Identity] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """``process_request`` hook: refuse in the HTTP handshake (strict mode).
+
+        Returns:
+            An HTTP error response to refuse, ``None`` to go on with the handshake.
+        """
+        if self.refusal_mode is not RefusalMode.HTTP:
+            return None
+        admitted = await self.admit(connection, request.headers.get("Origin"))
+        if isinstance(admitted, Refusal):
+            return connection.respond(admitted.status, admitted.reason + "\n")
+        self._admitted[connection] = admitted
+        return None
+
+    async def __call__(self, connection: ServerConnection) -> None:
+        """Serve one connection until it closes; always unregisters it."""
+        identity = self._admitted.pop(connection, None)
+        if identity is None:
+            request = connection.request
+            origin = request.headers.get("Origin") if request is not None else None
+            admitted = await self.admit(connection, origin)
+            if isinstance(admitted, Refusal):
+                code = (
+                    admitted.code
+                    if self.refusal_mode is RefusalMode.CLOSE
+                    else CloseCode.POLICY_VIOLATION
+                )
+                await connection.close(code, admitted.reason)
+                return
+            identity = admitted
+
+        async def receive() -> str | bytes | None:
+            try:
+                return await connection.recv()
+            except ConnectionClosed:
+                return None
+
+        await self.run(WebsocketsTransport(connection), identity, receive)
+
+
+@asynccontextmanager
+async def serve(
+    registry: Registry,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    authenticate: Callable[[ServerConnection], Awaitable[Identity | None]],
+    on_message: OnMessage | None = None,
+    on_connect: OnConnection | None = None,
+    on_disconnect: OnConnection | None = None,
+    allowed_origins: Iterable[str] | None = None,
+    allow_missing_origin: bool = True,
+    max_connections_per_key: int | None = None,
+    limit_policy: LimitPolicy | str = LimitPolicy.REJECT_NEW,
+    refusal: RefusalMode | str = RefusalMode.HTTP,
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    ping_interval: float | None = 20,
+    ping_timeout: float | None = 20,
+    **kwargs: Any,
+) -> AsyncIterator[Server]:
+    """Run a ``websockets`` server that registers its connections in ``registry``.
+
+    An async context manager yielding the ``websockets`` ``Server`` (its
+    ``sockets`` tell the bound port when ``port=0``). Leaving it delivers what
+    is queued and closes registered connections with 1001, then closes the
+    server; both steps are shielded from cancellation and bounded by the
+    registry's ``drain_timeout`` and ``close_timeout``.
+
+    Args:
+        registry: a running registry.
+        host: interface to bind (``None``: all).
+        port: TCP port (0: any free port).
+        authenticate: see :class:`RegistryHandler`.
+        on_message: see :class:`RegistryHandler`.
+        on_connect: see :class:`RegistryHandler`.
+        on_disconnect: see :class:`RegistryHandler`.
+        allowed_origins: see :class:`RegistryHandler`.
+        allow_missing_origin: see :class:`RegistryHandler`.
+        max_connections_per_key: see :class:`RegistryHandler`.
+        limit_policy: see :class:`RegistryHandler`.
+        refusal: see :class:`RegistryHandler`.
+        max_message_size: see :class:`RegistryHandler`; also the server's ``max_size``.
+        ping_interval: seconds between protocol pings (``None``: no heartbeat).
+        ping_timeout: seconds to wait for a pong before closing with 1011.
+        **kwargs: more options of ``websockets.asyncio.server.serve``
+            (``ssl``, ``compression``, ``write_limit``, ...). ``close_timeout``
+            defaults to the registry's: a peer that stops answering pings is
+            dropped (and unregistered) within ``ping_interval + ping_timeout +
+            close_timeout`` seconds.
+
+    Raises:
+        TypeError, ValueError: an option has the wrong type or value.
+    """
+    for name in ("process_request", "max_size", "handler"):
+        if name in kwargs:
+            raise TypeError(f"serve() sets {name} itself; use RegistryHandler for full control")
+    handler = RegistryHandler(
+        registry,
+        authenticate=authenticate,
+        on_message=on_message,
+        on_connect=on_connect,
+        on_disconnect=on_disconnect,
+        allowed_origins=allowed_origins,
+        allow_missing_origin=allow_missing_origin,
+        max_connections_per_key=max_connections_per_key,
+        limit_policy=limit_policy,
+        refusal=refusal,
+        max_message_size=max_message_size,
+    )
+    kwargs.setdefault("close_timeout", registry.close_timeout)
+    async with _ws_serve(
+        handler,
+        host,
+        port,
+        process_request=handler.process_request,
+        max_size=max_message_size,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        **kwargs,
+    ) as server:
+        try:
+            yield server
+        finally:
+            if registry.running:
+                with anyio.CancelScope(shield=True):
+                    await registry.close_connections()
