@@ -146,13 +146,16 @@ class Connection:
         """Unregister the connection and close its socket. Idempotent.
 
         Messages still queued are discarded (counted as dropped). Waits for the
-        transport's close, bounded by the registry's ``close_timeout``.
+        transport's close, bounded by the registry's ``close_timeout``; in a
+        cancelled scope it unregisters, aborts the transport (if it can) and
+        raises the cancellation.
         """
-        await anyio.lowlevel.checkpoint()
         if self._closed:
+            await anyio.lowlevel.checkpoint()
             return
         self._registry._forget(self, code=code)
         await self._registry._close_transport(self, code, reason)
+        await anyio.lowlevel.checkpoint()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is unregistered (by anyone, for any reason)."""

@@ -6,6 +6,7 @@ import concurrent.futures
 import enum
 import logging
 import math
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -112,7 +113,8 @@ class Registry:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._loop: LoopHandle | None = None
         self._drained: anyio.Event | None = None
-        self._jobs: deque[_Job] = deque()
+        self._jobs: deque[_Job] = deque()  # appended by any thread under _jobs_lock
+        self._jobs_lock = threading.Lock()
         self._jobs_waiting: anyio.Event | None = None
 
     def __repr__(self) -> str:
@@ -153,7 +155,8 @@ class Registry:
             self._state = _State.CLOSED
             raise
         self._task_group = task_group
-        self._state = _State.RUNNING
+        with self._jobs_lock:
+            self._state = _State.RUNNING
         task_group.start_soon(self._run_jobs)
         logger.debug("registry %s started with %s", self._node_id, type(self.backend).__name__)
         return self
@@ -167,22 +170,25 @@ class Registry:
         """Drain, close every connection with 1001, stop the backend and all tasks."""
         if self._state is not _State.RUNNING:
             return
-        self._state = _State.CLOSING
+        with self._jobs_lock:  # from here on no thread can hand over a new call
+            self._state = _State.CLOSING
         task_group = self._task_group
         assert task_group is not None
-        with anyio.CancelScope(shield=True):
-            await self._drain()
-            await self._close_everyone()
-            try:
-                await self.backend.aclose()
-            except Exception:
-                self._counters.backend_errors += 1
-                logger.exception("backend failed to close")
-        self._fail_pending_jobs()
-        task_group.cancel_scope.cancel()
-        await task_group.__aexit__(None, None, None)
-        self._task_group = None
-        self._state = _State.CLOSED
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._drain()
+                await self._close_everyone()
+                try:
+                    await self.backend.aclose()
+                except Exception:
+                    self._counters.backend_errors += 1
+                    logger.exception("backend failed to close")
+        finally:
+            self._fail_pending_jobs()
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+            self._task_group = None
+            self._state = _State.CLOSED
         logger.debug("registry %s closed", self._node_id)
 
     async def _drain(self) -> None:
@@ -295,14 +301,16 @@ class Registry:
 
         Does not close the socket (use :meth:`Connection.close` for that);
         queued messages are discarded. A checkpoint; works after close too.
+        In a cancelled scope (a ``finally:`` of a cancelled handler) it still
+        unregisters, then raises the cancellation, like trio's ``aclose()``.
 
         Raises:
             TypeError: ``conn`` is not a :class:`Connection`.
         """
         if not isinstance(conn, Connection):
             raise TypeError(f"disconnect() takes a Connection, got {type(conn).__name__}")
-        await anyio.lowlevel.checkpoint()
         self._forget(conn, code=None)
+        await anyio.lowlevel.checkpoint()
 
     @asynccontextmanager
     async def session(
@@ -342,16 +350,25 @@ class Registry:
         await self._backend_call(self.backend.group_joined(conn, group, first_of_group=first))
 
     async def leave(self, conn: Connection, group: str) -> None:
-        """Remove ``conn`` from ``group``. Idempotent (also for a closed connection)."""
-        await anyio.lowlevel.checkpoint()
+        """Remove ``conn`` from ``group``. Idempotent (also for a closed connection).
+
+        Like :meth:`disconnect`, it does its work even in a cancelled scope,
+        then raises the cancellation.
+
+        Raises:
+            TypeError, ValueError: ``group`` is not a non-empty ``str``, ``conn``
+                is not a :class:`Connection` of this registry.
+        """
         group = check_group(group)
         if not isinstance(conn, Connection):
             raise TypeError(f"leave() takes a Connection, got {type(conn).__name__}")
-        if conn._closed or group not in conn._groups:
-            return
-        conn._groups.discard(group)
-        last = self._index.leave(conn, group)
-        self._backend_sync(self.backend.group_left, conn, group, last_of_group=last)
+        if conn._registry is not self:
+            raise ValueError(f"{conn!r} belongs to another registry")
+        if not conn._closed and group in conn._groups:
+            conn._groups.discard(group)
+            last = self._index.leave(conn, group)
+            self._backend_sync(self.backend.group_left, conn, group, last_of_group=last)
+        await anyio.lowlevel.checkpoint()
 
     def _check_member(self, conn: Connection) -> None:
         if not isinstance(conn, Connection):
@@ -497,23 +514,24 @@ class Registry:
     def _threadsafe(
         self, operation: str, call: Callable[[], Awaitable[int]]
     ) -> concurrent.futures.Future[int]:
-        self._check_running(operation)
-        loop = self._loop
-        assert loop is not None
         future: concurrent.futures.Future[int] = concurrent.futures.Future()
         job = _Job(operation, call, future)
+        # Under the lock, a job is queued only while running; shutdown takes the
+        # lock to stop, then fails whatever is left, so no future stays pending.
+        with self._jobs_lock:
+            self._check_running(operation)
+            self._jobs.append(job)
+        loop = self._loop
+        assert loop is not None
         try:
-            loop.call_soon(lambda: self._add_job(job))
-        except RuntimeError as exc:  # the loop is closed
+            loop.call_soon(self._wake_jobs)
+        except RuntimeError as exc:  # the loop is gone without closing the registry
+            job.fail(RegistryClosed(operation))
             raise RegistryClosed(operation) from exc
         return future
 
-    def _add_job(self, job: _Job) -> None:
-        """Runs in the loop thread: queue a thread-safe call for :meth:`_run_jobs`."""
-        if self._state is not _State.RUNNING:
-            job.fail(RegistryClosed(job.operation))
-            return
-        self._jobs.append(job)
+    def _wake_jobs(self) -> None:
+        """Runs in the loop thread: wake :meth:`_run_jobs` for newly queued calls."""
         if self._jobs_waiting is not None:
             self._jobs_waiting.set()
 
@@ -757,6 +775,9 @@ class _Job:
             result = await self.call()
         except Exception as exc:
             self.future.set_exception(exc)
+        except BaseException:  # cancelled: the registry is shutting down
+            self.future.set_exception(RegistryClosed(self.operation))
+            raise
         else:
             self.future.set_result(result)
 

@@ -1,0 +1,90 @@
+"""Pin the public names: removing or renaming one is a deliberate, recorded change."""
+
+from __future__ import annotations
+
+import wsregistry
+import wsregistry.backends
+import wsregistry.errors
+import wsregistry.testing
+
+PUBLIC = {
+    "Backend",
+    "BackendHealth",
+    "BackendUnavailable",
+    "CloseCode",
+    "Connection",
+    "ConnectionClosed",
+    "Envelope",
+    "EnvelopeKind",
+    "Key",
+    "LocalNode",
+    "MemoryBackend",
+    "MemoryHub",
+    "NotConnected",
+    "OverflowPolicy",
+    "Payload",
+    "QueueLimits",
+    "Registry",
+    "RegistryClosed",
+    "RegistryNotStarted",
+    "RegistryStats",
+    "SerializationError",
+    "Serializer",
+    "SupportsSendNowait",
+    "Transport",
+    "WSRegistryError",
+    "__version__",
+    "json_serializer",
+}
+
+ERRORS = {
+    "BackendUnavailable",
+    "ConnectionClosed",
+    "NotConnected",
+    "RegistryClosed",
+    "RegistryNotStarted",
+    "SerializationError",
+    "WSRegistryError",
+}
+
+
+def test_top_level_names() -> None:
+    assert set(wsregistry.__all__) == PUBLIC
+    assert len(wsregistry.__all__) == len(PUBLIC)  # no duplicates
+    for name in wsregistry.__all__:
+        assert hasattr(wsregistry, name), name
+
+
+def test_error_names_and_tree() -> None:
+    assert set(wsregistry.errors.__all__) == ERRORS
+    for name in ERRORS:
+        error = getattr(wsregistry.errors, name)
+        assert getattr(wsregistry, name) is error  # re-exported, same object
+        assert issubclass(error, wsregistry.errors.WSRegistryError)
+    assert issubclass(wsregistry.SerializationError, TypeError)
+    assert issubclass(wsregistry.NotConnected, LookupError)
+    assert issubclass(wsregistry.RegistryClosed, RuntimeError)
+    assert issubclass(wsregistry.RegistryNotStarted, RuntimeError)
+    assert issubclass(wsregistry.BackendUnavailable, ConnectionError)
+
+
+def test_subpackage_names() -> None:
+    assert set(wsregistry.backends.__all__) == {
+        "Backend",
+        "Envelope",
+        "EnvelopeKind",
+        "LocalNode",
+        "MemoryBackend",
+        "MemoryHub",
+    }
+    assert set(wsregistry.testing.__all__) == {
+        "FailingTransport",
+        "RecordingTransport",
+        "StallingTransport",
+        "TransportBroken",
+    }
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(wsregistry.__version__, str)
+    assert wsregistry.__version__.count(".") >= 2
