@@ -14,7 +14,8 @@ from wsregistry import CloseCode, Connection, Registry
 from wsregistry.adapters import Identity, Refuse
 from wsregistry.adapters.starlette import RegistryEndpoint, StarletteTransport
 
-from ._harness import TIMEOUT, UVICORN_IMPLS, Harness
+from ..helpers import TIMEOUT
+from ._harness import UVICORN_IMPLS, Harness
 
 pytestmark = pytest.mark.anyio
 
