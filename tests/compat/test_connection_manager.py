@@ -17,7 +17,7 @@ import pytest
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 
-from wsregistry import Registry
+from wsregistry import Registry, RegistryClosed
 from wsregistry.compat.connection_manager import ConnectionManager, notify_frontend
 
 from ..helpers import TIMEOUT
@@ -205,6 +205,8 @@ async def test_the_lifespan_closes_connections_on_shutdown() -> None:
     assert not manager.registry.running
     await ws.wait_closed()
     assert ws.close_code is not None
+    with pytest.raises(RegistryClosed):
+        await manager.send_message("alice", {"too": "late"})
 
 
 async def test_active_connections_is_read_only() -> None:
