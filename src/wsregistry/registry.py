@@ -324,6 +324,18 @@ class Registry:
         self._forget(conn, code=None)
         await anyio.lowlevel.checkpoint()
 
+    def disconnect_nowait(self, conn: Connection) -> None:
+        """:meth:`disconnect` for synchronous code (no checkpoint). Idempotent.
+
+        Non-blocking; removes exactly ``conn``. Works in any state.
+
+        Raises:
+            TypeError: ``conn`` is not a :class:`Connection`.
+        """
+        if not isinstance(conn, Connection):
+            raise TypeError(f"disconnect_nowait() takes a Connection, got {type(conn).__name__}")
+        self._forget(conn, code=None)
+
     @asynccontextmanager
     async def session(
         self,
