@@ -343,3 +343,18 @@ async def test_concurrent_connects_and_disconnects_while_broadcasting(kind: str)
         await h.wait_disconnected(32)  # every handler finished
         stats = h.registry.stats()
         assert (stats.connections, stats.keys, stats.groups) == (0, 0, 0)
+
+
+async def test_a_hook_may_close_its_own_connection(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def on_message(conn: Connection, data: str | bytes) -> None:
+        await conn.close(4000, "bye")
+        await conn.send("too late")  # raises ConnectionClosed: not an application error
+
+    async with Harness(kind, on_message=on_message) as h:
+        client = await h.connect("nia")
+        await client.send("leave")
+        assert await expect_close(client) == 4000
+        await h.wait_disconnected(1)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
