@@ -152,9 +152,12 @@ class Registry:
         await task_group.__aenter__()
         try:
             await self.backend.start(_Node(self))
-        except BaseException as exc:
+        except BaseException:
+            # Close the (still empty) task group without handing it the error, so
+            # the caller gets the backend's exception itself, not an ExceptionGroup
+            # (trio's nursery would wrap it).
             task_group.cancel_scope.cancel()
-            await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            await task_group.__aexit__(None, None, None)
             self._state = _State.CLOSED
             raise
         self._task_group = task_group
@@ -320,6 +323,18 @@ class Registry:
             raise TypeError(f"disconnect() takes a Connection, got {type(conn).__name__}")
         self._forget(conn, code=None)
         await anyio.lowlevel.checkpoint()
+
+    def disconnect_nowait(self, conn: Connection) -> None:
+        """:meth:`disconnect` for synchronous code (no checkpoint). Idempotent.
+
+        Non-blocking; removes exactly ``conn``. Works in any state.
+
+        Raises:
+            TypeError: ``conn`` is not a :class:`Connection`.
+        """
+        if not isinstance(conn, Connection):
+            raise TypeError(f"disconnect_nowait() takes a Connection, got {type(conn).__name__}")
+        self._forget(conn, code=None)
 
     @asynccontextmanager
     async def session(

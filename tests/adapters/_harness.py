@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -44,8 +43,7 @@ from wsregistry.adapters import starlette as wsr_starlette
 from wsregistry.adapters import uvicorn as wsr_uvicorn
 from wsregistry.adapters import websockets as wsr_websockets
 
-TIMEOUT = float(os.environ.get("WSREGISTRY_TEST_TIMEOUT", "5"))
-"""One scaled unit for every deadline in these tests."""
+from ..helpers import TIMEOUT
 
 UVICORN_IMPLS = ("websockets", "websockets-sansio", "wsproto")
 KINDS = (
@@ -65,7 +63,7 @@ def identity_from_query(query: str) -> Identity | None:
     if not user or user == "bad":
         return None
     groups = [g for g in params.get("groups", [""])[0].split(",") if g]
-    return Identity(key=user, groups=frozenset(groups), metadata={"user": user})
+    return Identity(key=user, groups=set(groups), metadata={"user": user})
 
 
 async def starlette_auth(websocket: WebSocket) -> Identity | None:
@@ -88,6 +86,10 @@ class Harness:
         registry: Registry | None = None,
         ping: tuple[float | None, float | None] = (20.0, 20.0),
         on_message: Callable[[Connection, str | bytes], Awaitable[None]] | None = None,
+        drain_on_shutdown: bool = True,
+        graceful_timeout: float = TIMEOUT,
+        middleware: Callable[[Any], Any] | None = None,
+        custom_endpoint: wsr_starlette.RegistryEndpoint | None = None,
         **endpoint: Any,
     ) -> None:
         self.kind = kind
@@ -95,6 +97,10 @@ class Harness:
         self.ping = ping
         self.endpoint = endpoint
         self.on_message = on_message
+        self.drain_on_shutdown = drain_on_shutdown  # False: plain uvicorn.Server
+        self.graceful_timeout = graceful_timeout
+        self.middleware = middleware
+        self.custom_endpoint = custom_endpoint  # replaces the Starlette endpoint
         self.disconnected: list[Connection] = []
         self._disconnect_seen: anyio.Event | None = None
         self.port = 0
@@ -180,7 +186,7 @@ class Harness:
         framework, _, _ = self.kind.partition("-")
         registry = self.registry
         if framework == "starlette":
-            endpoint = wsr_starlette.RegistryEndpoint(
+            endpoint = self.custom_endpoint or wsr_starlette.RegistryEndpoint(
                 registry, authenticate=starlette_auth, **self._options()
             )
 
@@ -207,17 +213,22 @@ class Harness:
     async def _start_uvicorn(self, sock: socket.socket) -> None:
         _, _, impl = self.kind.partition("-")
         interval, timeout = self.ping
+        app = self._app()
         config = uvicorn.Config(
-            self._app(),
+            app if self.middleware is None else self.middleware(app),
             ws=impl,
             lifespan="on",
             log_level="warning",
             ws_ping_interval=interval,
             ws_ping_timeout=timeout,
             ws_max_size=16 * 1024 * 1024,
-            timeout_graceful_shutdown=int(TIMEOUT),
+            timeout_graceful_shutdown=self.graceful_timeout,  # type: ignore[arg-type]
         )
-        server = wsr_uvicorn.Server(config, registry=self.registry)
+        server = (
+            wsr_uvicorn.Server(config, registry=self.registry)
+            if self.drain_on_shutdown
+            else uvicorn.Server(config)
+        )
         task = asyncio.create_task(server.serve([sock]))
         await self._wait_started(task, lambda: server.started)
 

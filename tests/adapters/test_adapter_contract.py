@@ -16,7 +16,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from wsregistry import CloseCode, Connection, Registry
 
-from ._harness import KINDS, LEGACY, TIMEOUT, Harness, recv_json
+from ..helpers import TIMEOUT
+from ._harness import KINDS, LEGACY, Harness, recv_json
 
 pytestmark = pytest.mark.anyio
 

@@ -20,6 +20,7 @@ This package itself is framework-free: it holds what every adapter shares.
   ``Origin`` not allowed  HTTP 403              accept, close 4403
   connection limit        HTTP 429              accept, close 4429
   ``Refuse(...)``         its ``status``        its ``code``
+  registry not running    HTTP 503              accept, close 1001
   ======================  ====================  =====================
 
   On an ASGI server without the WebSocket Denial Response extension, strict

@@ -10,10 +10,11 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from .._types import Key, check_group, check_key
@@ -45,13 +46,13 @@ class Identity:
 
     Attributes:
         key: the registry key (usually the user id; ``str`` or ``int``).
-        groups: groups the connection joins at once.
+        groups: groups the connection joins at once (any set; stored as a ``frozenset``).
         metadata: the application's data about the connection (copied into
             :attr:`Connection.metadata <wsregistry.Connection.metadata>`).
     """
 
     key: Key
-    groups: frozenset[str] = frozenset()
+    groups: AbstractSet[str] = frozenset()
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
@@ -85,8 +86,8 @@ class Refuse(WSRegistryError):
     Returning ``None`` from the hook is the same as ``raise Refuse()``.
 
     Args:
-        reason: a short text for the client (HTTP body or close reason; keep
-            it under 120 bytes, the close-frame limit).
+        reason: a short text for the client (HTTP body or close reason; at
+            most 123 bytes in UTF-8, the close-frame limit).
         status: the HTTP status in strict mode (default 403).
         code: the close code in browser-friendly mode (default 4401).
 
@@ -101,6 +102,8 @@ class Refuse(WSRegistryError):
         status: int = 403,
         code: int = CloseCode.UNAUTHORIZED,
     ) -> None:
+        if len(reason.encode("utf-8")) > 123:
+            raise ValueError("reason must fit a close frame: at most 123 bytes in UTF-8")
         if not 400 <= status < 600:
             raise ValueError(f"status must be an HTTP error status (4xx/5xx), got {status}")
         if not (code in (1008, 1011, 1013) or 4000 <= code < 5000):
@@ -204,8 +207,8 @@ class Policy:
         self.max_connections_per_key = _positive_or_none(
             "max_connections_per_key", max_connections_per_key
         )
-        self.limit_policy = LimitPolicy(limit_policy)
-        self.refusal_mode = RefusalMode(refusal)
+        self.limit_policy = _choice(LimitPolicy, "limit_policy", limit_policy)
+        self.refusal_mode = _choice(RefusalMode, "refusal", refusal)
         self.max_message_size = _positive_or_none("max_message_size", max_message_size)
         self.pending: dict[Key, int] = {}
 
@@ -287,6 +290,17 @@ def check_heartbeat(interval: float | None, timeout: float | None) -> None:
             raise ValueError(f"{name} must be > 0, got {value}")
     if timeout is not None and interval is None:
         raise ValueError("heartbeat_timeout needs heartbeat_interval")
+
+
+EnumT = TypeVar("EnumT", LimitPolicy, RefusalMode)
+
+
+def _choice(enum_type: type[EnumT], name: str, value: object) -> EnumT:
+    try:
+        return enum_type(value)
+    except ValueError:
+        choices = ", ".join(repr(member.value) for member in enum_type)
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}") from None
 
 
 def _positive_or_none(name: str, value: int | None) -> int | None:

@@ -1,0 +1,245 @@
+"""The Redis backend's subscription link: one dedicated pub/sub connection.
+
+The link keeps the server's subscriptions equal to :attr:`Listener.wanted`. A
+single sync task turns changes of ``wanted`` into one write of ``SUBSCRIBE`` /
+``UNSUBSCRIBE`` commands followed by ``PING <token>``; the server answers in
+order, so the pong proves every earlier change is in effect. Callers of
+:meth:`Listener.sync` wait for that pong, which is how "after
+``connection_added`` returns, the connection is reachable" is kept.
+
+Any read or write error, or :meth:`Listener.rebuild` (the liveness probe found
+the link deaf), drops the connection. :meth:`Listener.run` then reconnects with
+jittered exponential backoff and subscribes to everything in ``wanted`` again.
+Only one connection exists at a time, so no message is delivered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from redis.asyncio.connection import AbstractConnection, ConnectionPool
+
+logger = logging.getLogger("wsregistry")
+
+_CHUNK = 512  # channels per SUBSCRIBE/UNSUBSCRIBE command
+
+
+class LinkLost(Exception):
+    """The link was dropped on purpose (rebuild) or by the server."""
+
+
+class Backoff:
+    """Jittered exponential backoff: ``uniform(d/2, d)``, ``d`` doubling up to ``cap``."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+
+    def reset(self) -> None:
+        """Start over after a success."""
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        """The next delay in seconds."""
+        delay = min(self.cap, self.base * 2 ** min(self.attempt, 30))
+        self.attempt += 1
+        return random.uniform(delay / 2, delay)
+
+
+class _Waiter:
+    __slots__ = ("done", "ok")
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.ok = False
+
+    def resolve(self, ok: bool) -> None:
+        self.ok = ok
+        self.done.set()
+
+
+class Listener:
+    """Subscriptions of one node, kept alive across failures.
+
+    Args:
+        pool: where the dedicated connection comes from (``make_connection``).
+        on_message: called with the data of every published message (sync).
+        on_state: called with ``True`` when the link is subscribed to everything,
+            ``False`` when it is lost.
+        backoff: the reconnect delays.
+    """
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        *,
+        on_message: Callable[[bytes], None],
+        on_state: Callable[[bool, BaseException | None], None],
+        backoff: Backoff,
+    ) -> None:
+        self.wanted: set[str] = set()
+        self.up = False
+        self.messages = 0
+        self.failures = 0
+        self._pool = pool
+        self._on_message = on_message
+        self._on_state = on_state
+        self._backoff = backoff
+        self._conn: AbstractConnection | None = None
+        self._active: set[str] = set()
+        self._dirty = asyncio.Event()
+        self._pending: list[_Waiter] = []
+        self._inflight: dict[bytes, list[_Waiter]] = {}
+        self._tokens = itertools.count()
+        self._lost: asyncio.Future[None] | None = None
+
+    @property
+    def subscriptions(self) -> int:
+        """Channels the server has confirmed or been asked for on the current link."""
+        return len(self._active)
+
+    def changed(self) -> None:
+        """``wanted`` changed: apply it soon (never blocks)."""
+        self._dirty.set()
+
+    async def sync(self, timeout: float) -> bool:
+        """Wait until the server applied every change of ``wanted`` made so far.
+
+        Returns ``False`` at once when the link is down (the next link subscribes
+        to everything anyway), or when ``timeout`` passes.
+        """
+        if not self.up:
+            return False
+        waiter = _Waiter()
+        self._pending.append(waiter)
+        self._dirty.set()
+        try:
+            await asyncio.wait_for(waiter.done.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return waiter.ok
+
+    def rebuild(self, reason: str) -> None:
+        """Drop the current connection (the loop reconnects). Never blocks."""
+        lost = self._lost
+        if lost is not None and not lost.done():
+            lost.set_exception(LinkLost(reason))
+
+    async def run(self) -> None:
+        """Keep a link up until cancelled. Never returns otherwise."""
+        while True:
+            error: BaseException | None = None
+            try:
+                await self._serve()
+            except (RedisError, OSError, asyncio.TimeoutError, LinkLost) as exc:
+                error = exc
+            except Exception as exc:  # a bug: say so loudly, then recover like any failure
+                logger.exception("pub/sub link failed unexpectedly")
+                error = exc
+            finally:
+                if error is not None:
+                    self.failures += 1
+                await self._drop()
+                self._set_up(False, error)
+            delay = self._backoff.next_delay()
+            logger.debug("pub/sub link lost (%r); reconnecting in %.2fs", error, delay)
+            await asyncio.sleep(delay)
+
+    async def _serve(self) -> None:
+        conn: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        self._conn = conn
+        self._active = set()
+        loop = asyncio.get_running_loop()
+        self._lost = loop.create_future()
+        await conn.connect()  # type: ignore[no-untyped-call]
+        reader = asyncio.ensure_future(self._read(conn))
+        writer = asyncio.ensure_future(self._write(conn))
+        try:
+            # The first PING after connecting marks the link up (see _dispatch).
+            done, _ = await asyncio.wait(
+                (reader, writer, self._lost), return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                task.result()  # raises the reason
+            raise LinkLost("link task ended")
+        finally:
+            for task in (reader, writer):
+                task.cancel()
+            await asyncio.gather(reader, writer, return_exceptions=True)
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        lost, self._lost = self._lost, None
+        if lost is not None and not lost.done():
+            lost.cancel()
+        elif lost is not None and not lost.cancelled():
+            lost.exception()  # retrieved: no "never retrieved" warning
+        self._active = set()
+        for waiters in self._inflight.values():
+            for waiter in waiters:
+                waiter.resolve(False)
+        self._inflight.clear()
+        pending, self._pending = self._pending, []
+        for waiter in pending:
+            waiter.resolve(False)
+        if conn is not None:
+            try:
+                await conn.disconnect(nowait=True)
+            except Exception as exc:  # pragma: no cover - best effort
+                logger.debug("closing pub/sub connection raised %r", exc)
+
+    def _set_up(self, up: bool, error: BaseException | None) -> None:
+        if up is self.up:
+            return
+        self.up = up
+        if up:
+            self._backoff.reset()
+        self._on_state(up, error)
+
+    async def _write(self, conn: AbstractConnection) -> None:
+        self._dirty.set()  # subscribe to everything on a fresh link
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            wanted = self.wanted
+            add = sorted(wanted - self._active)
+            remove = sorted(self._active - wanted)
+            self._active = set(wanted)
+            token = b"wsr-%d" % next(self._tokens)
+            self._inflight[token] = self._pending
+            self._pending = []
+            commands: list[tuple[Any, ...]] = []
+            for name, channels in (("SUBSCRIBE", add), ("UNSUBSCRIBE", remove)):
+                for start in range(0, len(channels), _CHUNK):
+                    commands.append((name, *channels[start : start + _CHUNK]))
+            commands.append(("PING", token))
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+
+    async def _read(self, conn: AbstractConnection) -> None:
+        on_message = self._on_message
+        while True:
+            response = await conn.read_response(
+                timeout=math.inf, disconnect_on_error=False, push_request=True
+            )
+            if not isinstance(response, list) or not response:
+                continue
+            kind = response[0]
+            if kind == b"message":
+                self.messages += 1
+                on_message(response[2])
+            elif kind == b"pong":
+                waiters = self._inflight.pop(response[1], None)
+                if waiters is not None:
+                    self._set_up(True, None)
+                    for waiter in waiters:
+                        waiter.resolve(True)

@@ -1,0 +1,327 @@
+"""What the Redis backend and emitters put on the wire: names, envelopes, scripts.
+
+Pure code, no I/O and no Redis client, shared by the backend and the emitters
+so both speak exactly the same protocol.
+
+Names. A key or group becomes a *name*: ``s`` + unpadded base64url of its UTF-8
+(``str``) or ``i`` + its decimal digits (``int``). The alphabet has no ``:``,
+``*``, ``?``, ``[`` or whitespace, the type tag keeps ``"1"`` apart from ``1``,
+and the encoding is injective, so no two keys share a name and no name acts as
+a pattern. Names longer than :data:`MAX_NAME` are replaced by ``h`` + their
+SHA-256 in channel and Redis key names (bounded size); the envelope still
+carries the full name and receivers match targets exactly, so even a hash
+collision could not cross-deliver.
+
+Layout under a namespace ``ns`` (``[A-Za-z0-9_.-]+``)::
+
+    channels   ns:all            broadcasts
+               ns:k:<name>       sends to a key (nodes with a local member subscribe)
+               ns:g:<name>       group broadcasts (likewise)
+               ns:n:<node>       connection-targeted sends and liveness probes
+    keys       ns:nodes          zset node -> lease expiry (ms, Redis clock)
+               ns:conns          hash connection id -> node
+               ns:p:<name>       hash node -> live connections of the key on that node
+               ns:nk:<node>      hash name -> its ns:p: key (the node's keys)
+               ns:nc:<node>      set of the node's connection ids
+
+Envelope: ``>BBBHIH`` header (version, kind, flags, origin, target and exclude
+lengths), then origin, target name, exclude id and the payload bytes; flag bit 0
+marks a binary payload, so text and bytes come back exactly as sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import struct
+
+from .._types import Key, Payload
+from .base import Envelope, EnvelopeKind
+
+MAX_NAME = 128
+"""Longest name used verbatim in a channel or Redis key name."""
+
+_VERSION = 1
+_HEADER = struct.Struct(">BBBHIH")
+_BINARY = 1
+_KIND_CODES = {
+    EnvelopeKind.KEY: ord("k"),
+    EnvelopeKind.BROADCAST: ord("b"),
+    EnvelopeKind.GROUP: ord("g"),
+    EnvelopeKind.CONNECTION: ord("c"),
+}
+PROBE = ord("p")
+"""Kind code of a liveness probe (a node's message to itself)."""
+_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+class WireError(ValueError):
+    """A message on a channel is not a wsregistry envelope."""
+
+
+def check_namespace(namespace: object) -> str:
+    """Return ``namespace`` if valid, else raise ``TypeError``/``ValueError``."""
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be str, got {type(namespace).__name__}")
+    if not _NAMESPACE.fullmatch(namespace) or len(namespace) > 64:
+        raise ValueError(
+            f"namespace must be 1-64 characters of A-Z a-z 0-9 _ . -, got {namespace!r}"
+        )
+    return namespace
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def name_of(value: Key) -> str:
+    """The injective, pattern-free name of a key, group or node id."""
+    if isinstance(value, str):
+        return "s" + _b64(value.encode("utf-8", "surrogatepass"))
+    return "i" + str(int(value))
+
+
+def key_of(name: str) -> Key:
+    """Invert :func:`name_of`.
+
+    Raises:
+        WireError: ``name`` is not a name.
+    """
+    try:
+        if name[:1] == "i":
+            return int(name[1:])
+        if name[:1] == "s":
+            raw = name[1:]
+            padded = raw + "=" * (-len(raw) % 4)
+            return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8", "surrogatepass")
+    except (ValueError, binascii.Error, UnicodeError) as exc:
+        raise WireError(f"bad name {name[:40]!r}") from exc
+    raise WireError(f"bad name {name[:40]!r}")
+
+
+def short(name: str) -> str:
+    """``name`` itself if short, else a fixed-size digest of it (for Redis names)."""
+    if len(name) <= MAX_NAME:
+        return name
+    return "h" + hashlib.sha256(name.encode("ascii")).hexdigest()
+
+
+class Layout:
+    """Channel and key names under one namespace."""
+
+    __slots__ = ("all", "conns", "nodes", "prefix")
+
+    def __init__(self, namespace: str) -> None:
+        self.prefix = check_namespace(namespace) + ":"
+        self.all = self.prefix + "all"
+        self.nodes = self.prefix + "nodes"
+        self.conns = self.prefix + "conns"
+
+    def key_channel(self, key: Key) -> str:
+        """Channel of sends to ``key``."""
+        return self.prefix + "k:" + short(name_of(key))
+
+    def group_channel(self, group: str) -> str:
+        """Channel of broadcasts to ``group``."""
+        return self.prefix + "g:" + short(name_of(group))
+
+    def node_channel(self, node: str) -> str:
+        """Channel of one node (``node`` is the node's name)."""
+        return self.prefix + "n:" + node
+
+    def presence_key(self, name: str) -> str:
+        """Hash node -> count of the key named ``name``."""
+        return self.prefix + "p:" + short(name)
+
+    def node_keys(self, node: str) -> str:
+        """Hash name -> presence key, of one node."""
+        return self.prefix + "nk:" + node
+
+    def node_conns(self, node: str) -> str:
+        """Set of connection ids of one node."""
+        return self.prefix + "nc:" + node
+
+    def channel_of(self, envelope: Envelope) -> str:
+        """Where an envelope of kind key/group/broadcast is published."""
+        kind = envelope.kind
+        if kind is EnvelopeKind.KEY:
+            return self.key_channel(envelope.target)  # type: ignore[arg-type]
+        if kind is EnvelopeKind.GROUP:
+            return self.group_channel(envelope.target)  # type: ignore[arg-type]
+        if kind is EnvelopeKind.BROADCAST:
+            return self.all
+        raise ValueError(f"{kind} envelopes go to a node channel")
+
+
+def pack(envelope: Envelope, origin: bytes) -> bytes:
+    """Encode ``envelope`` (from node ``origin``) for a channel."""
+    target = b"" if envelope.target is None else name_of(envelope.target).encode("ascii")
+    exclude = b"" if envelope.exclude is None else envelope.exclude.encode("utf-8")
+    payload = envelope.payload
+    if isinstance(payload, str):
+        flags, data = 0, payload.encode("utf-8", "surrogatepass")
+    else:
+        flags, data = _BINARY, payload
+    header = _HEADER.pack(
+        _VERSION, _KIND_CODES[envelope.kind], flags, len(origin), len(target), len(exclude)
+    )
+    return b"".join((header, origin, target, exclude, data))
+
+
+def pack_probe(origin: bytes, token: str) -> bytes:
+    """A liveness probe carrying ``token``."""
+    data = token.encode("ascii")
+    return _HEADER.pack(_VERSION, PROBE, _BINARY, len(origin), 0, 0) + origin + data
+
+
+def peek(data: bytes) -> tuple[int, bytes]:
+    """Kind code and origin of an encoded envelope, without decoding the rest.
+
+    Raises:
+        WireError: not an envelope of this version.
+    """
+    if len(data) < _HEADER.size:
+        raise WireError("message too short")
+    version, kind, _flags, origin_len, _target_len, _exclude_len = _HEADER.unpack_from(data)
+    if version != _VERSION:
+        raise WireError(f"unknown envelope version {version}")
+    start = _HEADER.size
+    return kind, data[start : start + origin_len]
+
+
+def probe_token(data: bytes) -> str:
+    """The token of a probe."""
+    _version, _kind, _flags, origin_len, _t, _e = _HEADER.unpack_from(data)
+    return data[_HEADER.size + origin_len :].decode("ascii", "replace")
+
+
+def unpack(data: bytes) -> Envelope:
+    """Decode an envelope.
+
+    Raises:
+        WireError: the message is malformed.
+    """
+    if len(data) < _HEADER.size:
+        raise WireError("message too short")
+    version, code, flags, origin_len, target_len, exclude_len = _HEADER.unpack_from(data)
+    kind = _KINDS.get(code)
+    if version != _VERSION or kind is None:
+        raise WireError(f"unknown envelope version {version} / kind {code}")
+    pos = _HEADER.size
+    end = pos + origin_len + target_len + exclude_len
+    if end > len(data):
+        raise WireError("truncated envelope")
+    try:
+        origin = data[pos : pos + origin_len].decode("utf-8")
+        pos += origin_len
+        target: Key | None = None
+        if target_len:
+            target = key_of(data[pos : pos + target_len].decode("ascii"))
+        pos += target_len
+        exclude = data[pos : pos + exclude_len].decode("utf-8") if exclude_len else None
+        raw = data[end:]
+        payload: Payload = raw if flags & _BINARY else raw.decode("utf-8", "surrogatepass")
+    except UnicodeError as exc:
+        raise WireError("bad encoding in envelope") from exc
+    return Envelope(kind, payload, target, exclude, origin)
+
+
+# -- Lua scripts (run atomically on the Redis server; the clock is Redis's) -----------
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+HEARTBEAT = (
+    _NOW
+    + """
+-- KEYS[1] nodes; ARGV[1] node, ARGV[2] lease ms. Returns 1 if the lease was still live.
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if old and tonumber(old) > now then return 1 end
+return 0
+"""
+)
+
+_PURGE = """
+local function purge(prefix, conns, node)
+  local nk = prefix .. 'nk:' .. node
+  local pairs_ = redis.call('HGETALL', nk)
+  for i = 2, #pairs_, 2 do redis.call('HDEL', pairs_[i], node) end
+  redis.call('DEL', nk)
+  local nc = prefix .. 'nc:' .. node
+  for _, id in ipairs(redis.call('SMEMBERS', nc)) do
+    if redis.call('HGET', conns, id) == node then redis.call('HDEL', conns, id) end
+  end
+  redis.call('DEL', nc)
+end
+"""
+
+PURGE_NODE = (
+    _PURGE
+    + """
+-- KEYS[1] nodes, KEYS[2] conns; ARGV[1] prefix, ARGV[2] node, ARGV[3] '1' to drop its lease
+purge(ARGV[1], KEYS[2], ARGV[2])
+if ARGV[3] == '1' then redis.call('ZREM', KEYS[1], ARGV[2]) end
+return 1
+"""
+)
+
+REAP = (
+    _NOW
+    + _PURGE
+    + """
+-- KEYS[1] nodes, KEYS[2] conns; ARGV[1] prefix. Purges nodes whose lease expired.
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 16)
+for _, node in ipairs(dead) do
+  purge(ARGV[1], KEYS[2], node)
+  redis.call('ZREM', KEYS[1], node)
+end
+return #dead
+"""
+)
+
+COUNT = (
+    _NOW
+    + """
+-- KEYS[1] presence hash of a key, KEYS[2] nodes. Live connections on live nodes.
+local h = redis.call('HGETALL', KEYS[1])
+local total = 0
+for i = 1, #h, 2 do
+  local lease = redis.call('ZSCORE', KEYS[2], h[i])
+  if lease and tonumber(lease) > now then total = total + tonumber(h[i + 1]) end
+end
+return total
+"""
+)
+
+ONLINE_KEYS = (
+    _NOW
+    + """
+-- KEYS[1] nodes; ARGV[1] prefix. Names of keys with a connection on a live node.
+local seen, out = {}, {}
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+  for _, name in ipairs(redis.call('HKEYS', ARGV[1] .. 'nk:' .. node)) do
+    if not seen[name] then seen[name] = true; out[#out + 1] = name end
+  end
+end
+return out
+"""
+)
+
+TO_CONNECTION = (
+    _NOW
+    + """
+-- KEYS[1] conns, KEYS[2] nodes; ARGV[1] connection id, ARGV[2] prefix, ARGV[3] envelope.
+-- Publishes to the node holding the connection; returns receivers, or -1 if unknown.
+local node = redis.call('HGET', KEYS[1], ARGV[1])
+if not node then return -1 end
+local lease = redis.call('ZSCORE', KEYS[2], node)
+if not lease or tonumber(lease) <= now then return -1 end
+return redis.call('PUBLISH', ARGV[2] .. 'n:' .. node, ARGV[3])
+"""
+)

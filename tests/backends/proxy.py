@@ -1,0 +1,89 @@
+"""A TCP proxy for fault injection: it can make subscription links go deaf.
+
+``freeze_subscribers()`` stops forwarding server-to-client bytes on every
+connection that has sent a SUBSCRIBE: the socket stays open, Redis still counts
+the subscriber, but nothing arrives - a listener that is connected but deaf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class _Pair:
+    def __init__(self) -> None:
+        self.subscriber = False
+        self.frozen = False
+        self.writers: list[asyncio.StreamWriter] = []
+
+
+class DeafeningProxy:
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._pairs: list[_Pair] = []
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def __aenter__(self) -> DeafeningProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for pair in self._pairs:
+            for writer in pair.writers:
+                writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def freeze_subscribers(self) -> int:
+        """Go deaf on every current subscription connection; returns how many."""
+        count = 0
+        for pair in self._pairs:
+            if pair.subscriber and not pair.frozen:
+                pair.frozen = True
+                count += 1
+        return count
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        pair = _Pair()
+        pair.writers = [writer, up_writer]
+        self._pairs.append(pair)
+        for source, sink, upstream in ((reader, up_writer, True), (up_reader, writer, False)):
+            task = asyncio.ensure_future(self._pump(pair, source, sink, upstream=upstream))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(
+        self,
+        pair: _Pair,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        *,
+        upstream: bool,
+    ) -> None:
+        try:
+            while data := await source.read(65536):
+                if upstream and b"SUBSCRIBE" in data:
+                    pair.subscriber = True
+                if not upstream and pair.frozen:
+                    continue  # swallow: the client hears nothing
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            for writer in pair.writers:
+                with contextlib.suppress(Exception):
+                    writer.close()
