@@ -49,7 +49,9 @@ class Chat:
         if not self.registry.running:
             return  # shutting down
         try:
-            if await self.registry.online_count(conn.key) == 0:
+            gone = await self.registry.online_count(conn.key) == 0
+            # A tab that reconnected during the await makes the user online again.
+            if gone and not self.registry.lookup(conn.key):
                 await self.registry.broadcast(
                     {"type": "presence", "user": conn.key, "online": False}
                 )

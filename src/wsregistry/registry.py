@@ -21,6 +21,7 @@ from ._encode import encode, json_serializer
 from ._index import Index
 from ._loop import LoopHandle
 from ._types import Key, Serializer, check_group, check_key
+from ._writers import WriterPool
 from .backends.base import Backend, Envelope, EnvelopeKind
 from .backends.memory import MemoryBackend
 from .codes import CloseCode
@@ -72,7 +73,8 @@ class Registry:
             (default 1 MiB).
         overflow: what to do when a message does not fit (see
             :class:`~wsregistry.OverflowPolicy`; default: close with 1013).
-        drain_timeout: seconds shutdown waits for queues to drain (default 5).
+        drain_timeout: seconds shutdown waits for queues to drain and sends in
+            flight to finish (default 5).
         close_timeout: seconds to wait for one transport's close before aborting it
             (default 2).
         node_id: this registry's id in the cluster (default: random).
@@ -113,6 +115,7 @@ class Registry:
         self._index: Index[Connection] = Index()
         self._ids: dict[str, Connection] = {}
         self._counters = Counters()
+        self._writers = WriterPool(self)
         self._task_group: anyio.abc.TaskGroup | None = None
         self._loop: LoopHandle | None = None
         self._drained: anyio.Event | None = None
@@ -173,7 +176,13 @@ class Registry:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Drain, close every connection with 1001, stop the backend and all tasks."""
+        """Drain, close every connection with 1001, stop the backend and all tasks.
+
+        Runs the same way when the block raised or was cancelled: shutdown is
+        shielded and bounded by ``drain_timeout`` plus ``close_timeout``; the
+        block's exception then propagates unchanged. Pending thread-safe calls
+        fail with :class:`~wsregistry.errors.RegistryClosed`. Idempotent.
+        """
         if self._state is not _State.RUNNING:
             return
         with self._jobs_lock:  # from here on no thread can hand over a new call
@@ -199,7 +208,7 @@ class Registry:
 
     async def _drain(self) -> None:
         with anyio.move_on_after(self.drain_timeout):
-            while self._counters.queued > 0:
+            while self._counters.queued > 0 or self._writers.in_flight > 0:
                 self._drained = anyio.Event()
                 await self._drained.wait()
         self._drained = None
@@ -697,7 +706,7 @@ class Registry:
 
     def _queue_emptied(self) -> None:
         if self._drained is not None and self._counters.queued <= 0:
-            self._drained.set()
+            self._drained.set()  # _drain checks the writers in flight itself
 
     def _forget(self, conn: Connection, *, code: int | None) -> bool:
         """Unregister ``conn`` at once (sync). Returns ``False`` if it was already gone."""

@@ -88,6 +88,9 @@ async def stats(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "connections": snapshot.connections,
+            "queued": snapshot.queued,
+            "dropped": snapshot.dropped,
+            "sent": snapshot.sent,
             "connected": snapshot.backend.connected,
             "detail": snapshot.backend.detail,
         }

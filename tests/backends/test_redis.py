@@ -313,3 +313,34 @@ def test_missing_redis_py_names_the_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert "pip install 'wsregistry[redis]'" in result.stdout
+
+
+async def test_concurrent_publishers_exactly_once_in_order(redis_url: str, namespace: str) -> None:
+    """Three nodes publish at once to a key held on all of them, and to everyone."""
+    async with nodes(redis_url, namespace, 3) as registries:
+        transports = []
+        for registry in registries:
+            for _ in range(5):
+                transport = RecordingTransport(nowait=True)
+                await registry.connect(transport, key="shared", groups={"g"})
+                transports.append(transport)
+
+        async def publish(index: int, registry: Registry) -> None:
+            for seq in range(100):
+                if seq % 2:
+                    await registry.send("shared", [index, seq])
+                else:
+                    await registry.broadcast([index, seq], group="g")
+            await registry.broadcast([index, "fence"])  # after it, nothing of index may come
+
+        async with anyio.create_task_group() as tg:
+            for index, registry in enumerate(registries):
+                tg.start_soon(publish, index, registry)
+        with anyio.fail_after(TIMEOUT):
+            for transport in transports:
+                await transport.wait_for(303)
+        for transport in transports:
+            got = transport.messages()
+            assert len(got) == 303
+            for index in range(3):
+                assert [seq for i, seq in got if i == index] == [*range(100), "fence"]

@@ -65,6 +65,15 @@ class Server:
         query = "&".join([f"key={key}", *(f"group={g}" for g in groups)])
         return f"ws://127.0.0.1:{self.port}/ws?{query}"
 
+    def wait_idle(self) -> None:
+        """Wait until the server has unregistered every socket (closes are asynchronous)."""
+        deadline = time.monotonic() + TIMEOUT
+        with httpx.Client() as client:
+            while client.get(self.http + "/stats").json()["connections"]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"server {self.port} still holds connections")
+                time.sleep(0.01)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -94,6 +103,8 @@ def servers(module_namespace: str) -> Iterator[list[Server]]:
     started = start_servers(module_namespace, 3)
     try:
         yield started
+        for server in started:
+            server.wait_idle()  # a clean, fast SIGTERM needs no close in flight
     finally:
         for server in started:
             server.stop()

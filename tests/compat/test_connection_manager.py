@@ -7,6 +7,9 @@ hand-written pattern with only the import changed.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,11 +20,11 @@ import pytest
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 
-from wsregistry import Registry
+from wsregistry import CloseCode, Registry, RegistryClosed
 from wsregistry.compat.connection_manager import ConnectionManager, notify_frontend
 
 from ..helpers import TIMEOUT
-from ..servers import serve
+from ..servers import bound_socket, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -81,10 +84,10 @@ def old_style_app(manager: ConnectionManager, *, lifespan: bool = True) -> FastA
 
 @asynccontextmanager
 async def running(
-    manager: ConnectionManager, *, lifespan: bool = True
+    manager: ConnectionManager, *, lifespan: bool = True, sock: socket.socket | None = None
 ) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
     async with (
-        serve(old_style_app(manager, lifespan=lifespan)) as host,
+        serve(old_style_app(manager, lifespan=lifespan), sock) as host,
         httpx.AsyncClient(base_url=f"http://{host}") as http,
     ):
         yield host, http
@@ -205,6 +208,48 @@ async def test_the_lifespan_closes_connections_on_shutdown() -> None:
     assert not manager.registry.running
     await ws.wait_closed()
     assert ws.close_code is not None
+    with pytest.raises(RegistryClosed):
+        await manager.send_message("alice", {"too": "late"})
+
+
+async def test_a_stalled_client_does_not_hold_back_broadcasts() -> None:
+    # The hand-written broadcast awaited each client in turn: one client that stopped
+    # reading stalled everyone. Here it is closed (1013) once its bounded queue is full.
+    count, size = 120, 16 * 1024
+    manager = ConnectionManager(Registry(max_queue_bytes=128 * 1024, close_timeout=0.5))
+    listening = bound_socket()
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)  # small server buffers
+    async with running(manager, sock=listening) as (host, _http), tab(host, "ok") as healthy:
+        small_buffer = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        small_buffer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        address, port = host.split(":")
+        small_buffer.connect((address, int(port)))
+        stalled = await connect(
+            f"ws://{host}/ws/stalled", sock=small_buffer, ping_interval=None, compression=None
+        )
+        assert await recv(stalled) == {"hello": "stalled"}
+        stalled.transport.pause_reading()  # never reads again
+        (stalled_conn,) = manager.registry.lookup("stalled")
+        payloads = [struct.pack("!I", n) + os.urandom(size) for n in range(count)]
+        got: list[bytes] = []
+
+        async def read() -> None:
+            while len(got) < count:
+                data = await healthy.recv()
+                assert isinstance(data, bytes)
+                got.append(data)
+
+        with anyio.fail_after(TIMEOUT * 3):
+            async with anyio.create_task_group() as readers:
+                readers.start_soon(read)
+                for payload in payloads:
+                    await manager.broadcast(payload)
+            await stalled_conn.wait_closed()
+        assert got == payloads
+        assert stalled_conn.close_code == CloseCode.TRY_AGAIN_LATER
+        assert manager.registry.stats().slow_consumer_closes == 1
+        assert manager.get_connections("stalled") == []
+        stalled.transport.abort()
 
 
 async def test_active_connections_is_read_only() -> None:

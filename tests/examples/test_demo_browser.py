@@ -103,6 +103,11 @@ async def test_two_users_one_with_two_tabs(
     async with serve(app, listen_socket), httpx.AsyncClient(base_url=base) as http:
         alice_context = await browser.new_context(viewport={"width": 1100, "height": 680})
         bob_context = await browser.new_context(viewport={"width": 1100, "height": 680})
+        page_errors: list[str] = []
+        for context in (alice_context, bob_context):
+            context.on(
+                "page", lambda page: page.on("pageerror", lambda e: page_errors.append(str(e)))
+            )
         alice1 = await alice_context.new_page()
         await _sign_in(alice1, base, "alice")
         alice2 = await alice_context.new_page()
@@ -161,5 +166,6 @@ async def test_two_users_one_with_two_tabs(
             0, timeout=TIMEOUT_MS
         )
         assert await _online_count(http, "alice") == 0
+        assert page_errors == []  # no uncaught JavaScript error on any page
         await alice_context.close()
         await bob_context.close()

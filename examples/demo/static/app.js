@@ -22,6 +22,7 @@ const state = {
   rooms: new Set(),      // rooms this tab is in; re-joined after a reconnect
   active: ANNOUNCEMENTS,
   unread: new Map(),
+  early: null,           // presence events received before this socket's welcome
 };
 
 // -- views ---------------------------------------------------------------------------
@@ -175,6 +176,7 @@ function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/ws`);
   state.socket = socket;
+  state.early = [];
   setStatus("connecting", "connecting…");
 
   socket.addEventListener("open", () => {
@@ -221,6 +223,11 @@ function scheduleReconnect() {
   }, delay);
 }
 
+function applyPresence(message) {
+  if (message.online) state.online.add(message.user);
+  else state.online.delete(message.user);
+}
+
 function send(message) {
   if (state.socket && state.socket.readyState === WebSocket.OPEN) {
     state.socket.send(JSON.stringify(message));
@@ -232,13 +239,19 @@ function send(message) {
 function handle(message) {
   switch (message.type) {
     case "welcome":
+      // Presence events can arrive before the welcome (the socket is registered first);
+      // they are newer than the welcome's snapshot, so apply them on top of it.
       state.online = new Set(message.online);
+      for (const early of state.early) applyPresence(early);
+      state.early = null;
       renderOnline();
       break;
     case "presence":
-      if (message.online) state.online.add(message.user);
-      else state.online.delete(message.user);
-      renderOnline();
+      if (state.early) state.early.push(message);
+      else {
+        applyPresence(message);
+        renderOnline();
+      }
       break;
     case "dm": {
       const peer = message.from === state.me ? message.to : message.from;

@@ -1,7 +1,7 @@
 """The life of one admitted socket, shared by every adapter.
 
-An adapter checks the handshake, accepts, and then calls :meth:`Endpoint.run`
-with its transport and a ``receive`` coroutine: ``run`` registers the socket,
+An adapter checks the handshake (``Endpoint._admit``), then calls
+``Endpoint._run`` with its transport and a ``receive`` coroutine: it accepts, registers the socket,
 evicts over-limit connections, runs the application's hooks and the receive
 loop, and unregisters on every exit path (peer close, TCP reset, send error,
 hook exception, cancellation, registry shutdown).
@@ -88,11 +88,11 @@ class Endpoint(Generic[SocketT]):
                 raise TypeError(f"{name} must be an async callable or None")
         check_heartbeat(heartbeat_interval, heartbeat_timeout)
         self.registry = registry
-        self.authenticate = authenticate
-        self.on_message = on_message
-        self.on_connect = on_connect
-        self.on_disconnect = on_disconnect
-        self.policy = Policy(
+        self._authenticate = authenticate
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._policy = Policy(
             allowed_origins=allowed_origins,
             allow_missing_origin=allow_missing_origin,
             max_connections_per_key=max_connections_per_key,
@@ -100,16 +100,16 @@ class Endpoint(Generic[SocketT]):
             refusal=refusal,
             max_message_size=max_message_size,
         )
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat_timeout = heartbeat_timeout
+        self._heartbeat_interval = heartbeat_interval
+        self._heartbeat_timeout = heartbeat_timeout
         self._heartbeat_payload = encode(heartbeat_message, registry.serializer)
 
     @property
     def refusal_mode(self) -> RefusalMode:
         """How refusals look on the wire (see :class:`~wsregistry.adapters.RefusalMode`)."""
-        return self.policy.refusal_mode
+        return self._policy.refusal_mode
 
-    async def admit(self, socket: SocketT, origin: str | None) -> Identity | Refusal:
+    async def _admit(self, socket: SocketT, origin: str | None) -> Identity | Refusal:
         """Run the ``Origin`` check, the authentication hook and the limit check."""
         if not self.registry.running:
             logger.warning(
@@ -117,18 +117,18 @@ class Endpoint(Generic[SocketT]):
                 "(start it in the app's lifespan; it stops at shutdown)"
             )
             return UNAVAILABLE_REFUSAL
-        refusal = self.policy.check_origin(origin)
+        refusal = self._policy.check_origin(origin)
         if refusal is not None:
             return refusal
         try:
-            result = identify(await self.authenticate(socket))
+            result = identify(await self._authenticate(socket))
         except Refuse as exc:
             return exc.refusal
         if isinstance(result, Refusal):
             return result
-        return self.policy.check_limit(self.registry, result.key) or result
+        return self._policy.check_limit(self.registry, result.key) or result
 
-    async def run(
+    async def _run(
         self,
         transport: Transport,
         identity: Identity,
@@ -149,42 +149,46 @@ class Endpoint(Generic[SocketT]):
                 transport's ``abort`` can end it.
         """
         registry = self.registry
-        policy = self.policy
+        policy = self._policy
         refusal = policy.check_limit(registry, identity.key)
         if refusal is not None:  # another handshake of the key won the race since admit()
             if accept is not None:
                 await accept()
             await transport.close(refusal.code, refusal.reason)
             return
-        async with AsyncExitStack() as stack:
-            with policy.reserve(identity.key):
-                if accept is not None:
-                    await accept()
-                try:
-                    conn = await stack.enter_async_context(
-                        registry.session(
-                            transport,
-                            key=identity.key,
-                            groups=identity.groups,
-                            metadata=identity.metadata,
+        conn: Connection | None = None
+        try:
+            async with AsyncExitStack() as stack:
+                with policy.reserve(identity.key):
+                    if accept is not None:
+                        await accept()
+                    try:
+                        conn = await stack.enter_async_context(
+                            registry.session(
+                                transport,
+                                key=identity.key,
+                                groups=identity.groups,
+                                metadata=identity.metadata,
+                            )
                         )
-                    )
-                except RegistryClosed:
-                    await transport.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
-                    return
-            try:
-                await self._serve(conn, receive, abort_scope)
-            except Exception:
-                logger.exception("WebSocket handler of %r failed", conn)
-                await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
-            finally:
-                if self.on_disconnect is not None:
-                    with (
-                        anyio.CancelScope(shield=True),
-                        anyio.move_on_after(registry.close_timeout),
-                    ):
-                        await registry.disconnect(conn)
-                        await _call_hook(self.on_disconnect, conn)
+                    except RegistryClosed:
+                        await transport.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
+                        return
+                try:
+                    await self._serve(conn, receive, abort_scope)
+                except Exception as exc:
+                    if isinstance(exc, ConnectionClosed) and conn.closed:
+                        # a hook sent on its connection while it was being closed
+                        logger.debug("%r closed while its handler ran: %s", conn, exc)
+                    else:
+                        logger.exception("WebSocket handler of %r failed", conn)
+                        await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+            # Leaving the session unregistered the connection without yielding first,
+            # even under cancellation; only then does the application hear of it.
+        finally:
+            if conn is not None and self._on_disconnect is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(registry.close_timeout):
+                    await _call_hook(self._on_disconnect, conn)
 
     async def _serve(
         self,
@@ -192,15 +196,15 @@ class Endpoint(Generic[SocketT]):
         receive: Callable[[], Awaitable[str | bytes | None]],
         abort_scope: Callable[[anyio.CancelScope], None] | None,
     ) -> None:
-        for old in self.policy.to_evict(self.registry, conn):
+        for old in self._policy.to_evict(self.registry, conn):
             logger.info("evicting %r: %s", old, EVICTED_REASON)
             await old.close(CloseCode.TOO_MANY_CONNECTIONS, EVICTED_REASON)
-        if self.on_connect is not None:
-            await self.on_connect(conn)
+        if self._on_connect is not None:
+            await self._on_connect(conn)
         with anyio.CancelScope() as scope:
             if abort_scope is not None:
                 abort_scope(scope)
-            if self.heartbeat_interval is None:
+            if self._heartbeat_interval is None:
                 await self._receive_loop(conn, receive, None)
                 return
             alive = _Alive()
@@ -215,12 +219,14 @@ class Endpoint(Generic[SocketT]):
         receive: Callable[[], Awaitable[str | bytes | None]],
         alive: _Alive | None,
     ) -> None:
-        policy = self.policy
-        on_message = self.on_message
+        policy = self._policy
+        on_message = self._on_message
         while True:
             data = await receive()
             if data is None:
                 return
+            if conn.close_code is not None:
+                continue  # the registry closed it: wait for the socket, drop the rest
             if alive is not None:
                 alive.last = anyio.current_time()
             if policy.too_big(data):
@@ -233,8 +239,8 @@ class Endpoint(Generic[SocketT]):
                 await on_message(conn, data)
 
     async def _heartbeat(self, conn: Connection, alive: _Alive) -> None:
-        interval = self.heartbeat_interval
-        timeout = self.heartbeat_timeout
+        interval = self._heartbeat_interval
+        timeout = self._heartbeat_timeout
         assert interval is not None
         while True:
             await anyio.sleep(interval)

@@ -236,7 +236,7 @@ class RegistryHandler(Endpoint[ServerConnection]):
         """
         if self.refusal_mode is not RefusalMode.HTTP:
             return None
-        admitted = await self.admit(connection, request.headers.get("Origin"))
+        admitted = await self._admit(connection, request.headers.get("Origin"))
         if isinstance(admitted, Refusal):
             return connection.respond(admitted.status, admitted.reason + "\n")
         self._admitted[connection] = admitted
@@ -248,7 +248,7 @@ class RegistryHandler(Endpoint[ServerConnection]):
         if identity is None:
             request = connection.request
             origin = request.headers.get("Origin") if request is not None else None
-            admitted = await self.admit(connection, origin)
+            admitted = await self._admit(connection, origin)
             if isinstance(admitted, Refusal):
                 code = (
                     admitted.code
@@ -265,7 +265,7 @@ class RegistryHandler(Endpoint[ServerConnection]):
             except ConnectionClosed:
                 return None
 
-        await self.run(WebsocketsTransport(connection), identity, receive)
+        await self._run(WebsocketsTransport(connection), identity, receive)
 
 
 @asynccontextmanager

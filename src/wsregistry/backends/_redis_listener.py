@@ -102,6 +102,7 @@ class Listener:
         self._inflight: dict[bytes, list[_Waiter]] = {}
         self._tokens = itertools.count()
         self._lost: asyncio.Future[None] | None = None
+        self._stopped = False
 
     @property
     def subscriptions(self) -> int:
@@ -129,6 +130,12 @@ class Listener:
             return False
         return waiter.ok
 
+    def stop(self) -> None:
+        """Make :meth:`run` return (with the cancellation of its task). Never blocks."""
+        self._stopped = True
+        self._dirty.set()
+        self.rebuild("stopped")
+
     def rebuild(self, reason: str) -> None:
         """Drop the current connection (the loop reconnects). Never blocks."""
         lost = self._lost
@@ -136,17 +143,23 @@ class Listener:
             lost.set_exception(LinkLost(reason))
 
     async def run(self) -> None:
-        """Keep a link up until cancelled. Never returns otherwise."""
-        while True:
+        """Keep a link up until cancelled or stopped."""
+        while not self._stopped:
             error: BaseException | None = None
             try:
                 await self._serve()
             except (RedisError, OSError, asyncio.TimeoutError, LinkLost) as exc:
                 error = exc
-                self.failures += 1
+            except Exception as exc:  # a bug: say so loudly, then recover like any failure
+                logger.exception("pub/sub link failed unexpectedly")
+                error = exc
             finally:
+                if error is not None and not self._stopped:
+                    self.failures += 1
                 await self._drop()
-            self._set_up(False, error)
+                self._set_up(False, error)
+            if self._stopped:
+                return
             delay = self._backoff.next_delay()
             logger.debug("pub/sub link lost (%r); reconnecting in %.2fs", error, delay)
             await asyncio.sleep(delay)
@@ -171,6 +184,8 @@ class Listener:
         finally:
             for task in (reader, writer):
                 task.cancel()
+            # Closing the socket also ends a read that swallowed its cancellation.
+            await conn.disconnect(nowait=True)
             await asyncio.gather(reader, writer, return_exceptions=True)
 
     async def _drop(self) -> None:
@@ -204,7 +219,7 @@ class Listener:
 
     async def _write(self, conn: AbstractConnection) -> None:
         self._dirty.set()  # subscribe to everything on a fresh link
-        while True:
+        while not self._stopped:
             await self._dirty.wait()
             self._dirty.clear()
             wanted = self.wanted
@@ -223,7 +238,7 @@ class Listener:
 
     async def _read(self, conn: AbstractConnection) -> None:
         on_message = self._on_message
-        while True:
+        while not self._stopped:
             response = await conn.read_response(
                 timeout=math.inf, disconnect_on_error=False, push_request=True
             )

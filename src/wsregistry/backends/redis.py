@@ -287,6 +287,11 @@ class RedisBackend(Backend):
         except asyncio.TimeoutError:
             await self.aclose()
             raise BackendUnavailable("redis", "could not subscribe within op_timeout") from None
+        except BaseException:  # cancelled while starting: leave no task behind
+            self._closed = True
+            for task in self._tasks:
+                task.cancel()
+            raise
         logger.debug("redis backend of node %s started", node.node_id)
 
     async def aclose(self) -> None:
@@ -294,10 +299,18 @@ class RedisBackend(Backend):
         if self._closed:
             return
         self._closed = True
+        if self._listener is not None:
+            self._listener.stop()
+        if self._wake is not None:
+            self._wake.set()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Loops also stop on ``_closed``: redis-py may swallow a cancellation mid-command.
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=self.op_timeout)
+            if stuck:
+                logger.error("%d redis backend tasks did not stop", len(stuck))
         for _tag, item, _data in self._outbox:
             if _tag == _FLUSH:
                 item.set()
@@ -319,9 +332,11 @@ class RedisBackend(Backend):
     async def _supervise(self, name: str, loop: Callable[[], Any]) -> None:
         """Run a background loop forever: log, count and restart it if it fails."""
         backoff = Backoff(*self.reconnect_backoff)
-        while True:
+        while not self._closed:
             try:
                 await loop()
+                if self._closed:
+                    return
                 raise RuntimeError(f"{name} loop returned")
             except asyncio.CancelledError:
                 raise
@@ -380,7 +395,7 @@ class RedisBackend(Backend):
         wake = self._wake
         assert wake is not None
         backoff = Backoff(*self.reconnect_backoff)
-        while True:
+        while not self._closed:
             if not self._outbox and not self._resync:
                 wake.clear()
                 await wake.wait()
@@ -426,17 +441,16 @@ class RedisBackend(Backend):
             results = await pipe.execute(raise_on_error=False) if len(pipe) else []
         except _BROKEN as exc:
             self._writer_failed(exc, lost=publishes)
-            for event in flushes:
-                event.set()
             return False
+        finally:
+            for event in flushes:  # waiters learn the outcome from ``connected``
+                event.set()
         self._stats["published"] += publishes
         for result in results:
             if isinstance(result, Exception):
                 self._error(result)
                 logger.warning("redis command failed: %r", result)
         self._writer_ok_again()
-        for event in flushes:
-            event.set()
         return True
 
     async def _write_resync(self) -> bool:
@@ -575,11 +589,10 @@ class RedisBackend(Backend):
             self._link_seen = True
             if self._up is not None:
                 self._up.set()
-        else:
+        elif not self._closed:
             self._error(error)
-            node = self._node
-            if node is not None and not self._closed:
-                node.backend_error()
+            if self._node is not None:
+                self._node.backend_error()
             logger.warning("redis subscription link lost: %r", error)
         self._notify_state()
 
@@ -694,7 +707,7 @@ class RedisBackend(Backend):
     async def _heartbeat_loop(self) -> None:
         layout = self._layout
         lease = int(self.presence_timeout * 1000)
-        while True:
+        while not self._closed:
             await asyncio.sleep(self.heartbeat_interval)
             client = self._client
             if client is None or self._resync:
@@ -715,7 +728,7 @@ class RedisBackend(Backend):
 
     async def _probe_loop(self) -> None:
         channel = self._layout.node_channel(self._me)
-        while True:
+        while not self._closed:
             await asyncio.sleep(self.probe_interval)
             listener, client = self._listener, self._client
             if listener is None or client is None or not listener.up:

@@ -40,7 +40,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendUnavailable, NotConnected, RegistryNotStarted
+from ..errors import BackendUnavailable, NotConnected, RegistryClosed, RegistryNotStarted
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ class ConnectionManager:
         self._runner: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._stop: asyncio.Event | None = None
+        self._lifespan_over = False
 
     def __repr__(self) -> str:
         return f"<ConnectionManager {self.registry!r}>"
@@ -113,10 +114,14 @@ class ConnectionManager:
 
         Give it to FastAPI/Starlette (``FastAPI(lifespan=manager.lifespan)``) or
         enter it in your own lifespan. On exit, queued messages are drained and
-        every socket is closed with 1001.
+        the sockets still open are closed with 1001 (plain uvicorn closes them
+        with 1012 before the lifespan ends; see :mod:`wsregistry.adapters.uvicorn`).
         """
-        async with self.registry:
-            yield
+        try:
+            async with self.registry:
+                yield
+        finally:
+            self._lifespan_over = True
 
     async def aclose(self) -> None:
         """Stop a registry that the manager started lazily. Idempotent.
@@ -133,6 +138,8 @@ class ConnectionManager:
         """Start the registry on first use when no lifespan started it (asyncio only)."""
         if self.registry.running:
             return
+        if self._lifespan_over:
+            raise RegistryClosed(operation)
         if self._ready is None:
             try:
                 loop = asyncio.get_running_loop()
