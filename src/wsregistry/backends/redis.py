@@ -638,8 +638,7 @@ class RedisBackend(Backend):
         self._interest[channel] = count + 1
         listener = self._listener
         if count == 0 and listener is not None:
-            listener.wanted.add(channel)
-            listener.changed()
+            listener.want(channel)
 
     def _unwant(self, channel: str) -> None:
         count = self._interest.get(channel, 0) - 1
@@ -649,8 +648,7 @@ class RedisBackend(Backend):
             return
         self._interest.pop(channel, None)
         if listener is not None:
-            listener.wanted.discard(channel)
-            listener.changed()
+            listener.unwant(channel)
 
     async def _settle(self, *, subscribed: bool) -> None:
         listener = self._listener
