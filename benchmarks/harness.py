@@ -155,6 +155,8 @@ class SessionConfig:
         churn_every: every k-th connection resets mid-burst (0: none).
         loop: the servers' event loop, ``asyncio`` or ``uvloop``.
         redis_url: the Redis for ``backend="redis"``.
+        trace_heap: trace the servers' Python allocations while the clients
+            connect (slows the handshakes; RSS is not measured then).
     """
 
     server: str
@@ -165,6 +167,7 @@ class SessionConfig:
     churn_every: int = 0
     loop: str = "asyncio"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    trace_heap: bool = False
 
 
 @dataclass
@@ -179,6 +182,7 @@ class Session:
     seq: int = 0
     connected: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
+    heap: dict[str, Any] = field(default_factory=dict)
     broken: bool = False
 
     async def __aenter__(self) -> Session:
@@ -204,6 +208,9 @@ class Session:
             log = self.logdir / f"{stem}-server{index}.log"
             self.servers.append(await Child.spawn(f"{config.server} server", args, log))
         base = [await server.call("stats", gc=True) for server in self.servers]
+        if config.trace_heap:
+            for server in self.servers:
+                await server.call("trace_start")
         client_config = {
             "urls": [f"ws://127.0.0.1:{s.ready['port']}/" for s in self.servers],
             "n": config.n,
@@ -223,6 +230,14 @@ class Session:
                 f"{self.connected['errors']}"
             )
         counts = await self._wait_registered(config.n)
+        if config.trace_heap:
+            heaps = [await server.call("trace_stop", wait_s=300) for server in self.servers]
+            self.heap = {
+                "heap_per_conn_bytes": sum(h["bytes"] for h in heaps) / max(1, counts),
+                "top": heaps[0]["top"],
+                "files": heaps[0]["files"],
+            }
+            return
         after = [await server.call("stats", gc=True) for server in self.servers]
         grown = sum(a["rss"] - b["rss"] for a, b in zip(after, base, strict=True))
         self.memory = {

@@ -12,6 +12,7 @@ import gc
 import importlib
 import os
 import time
+import tracemalloc
 from typing import Any
 
 from benchmarks._proc import serve_commands
@@ -25,6 +26,35 @@ class Control:
 
     def __init__(self, app: BenchApp) -> None:
         self.app = app
+        self._heap: tracemalloc.Snapshot | None = None
+
+    async def trace_start(self, _: dict[str, Any]) -> dict[str, Any]:
+        """Start tracing Python allocations (for the heap-per-connection measurement)."""
+        gc.collect()
+        tracemalloc.start()
+        self._heap = tracemalloc.take_snapshot()
+        return {}
+
+    async def trace_stop(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Python heap grown since ``trace_start``, in total and by source line; stops tracing."""
+        assert self._heap is not None
+        gc.collect()
+        snapshot = tracemalloc.take_snapshot()
+        diff = snapshot.compare_to(self._heap, "lineno")
+        by_file = snapshot.compare_to(self._heap, "filename")
+        tracemalloc.stop()
+        self._heap = None
+        return {
+            "bytes": sum(stat.size_diff for stat in diff),
+            "top": [
+                {"line": str(stat.traceback[0]), "bytes": stat.size_diff, "count": stat.count_diff}
+                for stat in diff[: request.get("top", 12)]
+            ],
+            "files": [
+                {"file": stat.traceback[0].filename, "bytes": stat.size_diff}
+                for stat in by_file[: request.get("top", 12)]
+            ],
+        }
 
     async def stats(self, request: dict[str, Any]) -> dict[str, Any]:
         import psutil
@@ -70,7 +100,13 @@ async def _serve(kind: str, options: Options) -> None:
         control = Control(app)
         await serve_commands(
             {"port": app.port, "pid": os.getpid()},
-            {"stats": control.stats, "broadcast": control.broadcast, "targeted": control.targeted},
+            {
+                "stats": control.stats,
+                "broadcast": control.broadcast,
+                "targeted": control.targeted,
+                "trace_start": control.trace_start,
+                "trace_stop": control.trace_stop,
+            },
         )
 
 
