@@ -117,8 +117,8 @@ class WriterPool:
                 conn._writer = None
                 self._free += 1
             if failure is not None:
+                registry._transport_failed(conn, failure)  # discards and counts its queue
                 conn._release()
-                registry._transport_failed(conn, failure)
             else:
                 counters.sent += 1
                 if queue and not conn._closed:
