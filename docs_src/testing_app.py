@@ -37,6 +37,7 @@ async def test_a_dead_and_a_stalled_peer_do_not_stop_the_room() -> None:
         assert conns["bob"].close_code == CloseCode.INTERNAL_ERROR  # 1011: its send failed
         assert conns["cy"].close_code == CloseCode.TRY_AGAIN_LATER  # 1013: queue overflowed
         assert registry.members("room:1") == (conns["ann"],)  # the others are gone
+        assert registry.stats().queued == 0  # and nothing of theirs is left behind
         # --8<-- [end:test]
 
 
