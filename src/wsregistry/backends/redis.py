@@ -354,11 +354,15 @@ class RedisBackend(Backend):
         Envelopes go out in call order. One that is lost after it was queued
         (Redis failed mid-flight) is counted in ``detail["publish_failures"]``.
 
+        Publishing needs only the command link: while just the subscription
+        link is down (and reconnecting) this node still reaches the others.
+
         Raises:
-            BackendUnavailable: Redis is not connected, or ``max_pending``
-                envelopes are already waiting. Nothing is queued then.
+            BackendUnavailable: Redis commands are failing (until the writer
+                reconnects), or ``max_pending`` envelopes are already waiting.
+                Nothing is queued then.
         """
-        if not self.connected:
+        if not self._writer_ok or self._closed:
             self._stats["rejected"] += 1
             raise BackendUnavailable("redis", "not connected; delivered locally only")
         if self._pending_publishes >= self.max_pending:
@@ -440,7 +444,7 @@ class RedisBackend(Backend):
         try:
             results = await pipe.execute(raise_on_error=False) if len(pipe) else []
         except _BROKEN as exc:
-            self._writer_failed(exc, lost=publishes)
+            self._commands_failed(exc, lost=publishes)
             return False
         finally:
             for event in flushes:  # waiters learn the outcome from ``connected``
@@ -482,7 +486,7 @@ class RedisBackend(Backend):
             await pipe.execute()
         except _BROKEN as exc:
             self._resync = True
-            self._writer_failed(exc, lost=0)
+            self._commands_failed(exc, lost=0)
             return False
         self._stats["resyncs"] += 1
         self._writer_ok_again()
@@ -526,14 +530,24 @@ class RedisBackend(Backend):
     async def _purge(self, client: aioredis.Redis, *, drop_lease: bool) -> None:
         await self._purge_into(client, drop_lease=drop_lease)
 
-    def _writer_failed(self, exc: BaseException, *, lost: int) -> None:
+    def _commands_failed(self, exc: BaseException, *, lost: int) -> None:
+        """A command to Redis failed: reject publishes until a resync succeeds.
+
+        Publishes still queued are dropped and counted too: delivery is
+        at-most-once across an outage, never a late replay.
+        """
+        queued = sum(1 for item in self._outbox if item[0] in (_PUB, _TO_CONN))
+        if queued:
+            self._outbox = deque(item for item in self._outbox if item[0] not in (_PUB, _TO_CONN))
+            self._pending_publishes -= queued
+            lost += queued
         self._stats["publish_failures"] += lost
         self._resync = True
         self._error(exc)
         node = self._node
         if node is not None:
             node.backend_error()
-        logger.warning("redis writer failed (%d publishes lost): %r", lost, exc)
+        logger.warning("redis command failed (%d publishes lost): %r", lost, exc)
         if self._writer_ok:
             self._writer_ok = False
             self._notify_state()
@@ -714,8 +728,9 @@ class RedisBackend(Backend):
                 alive = await client.eval(wire.HEARTBEAT, 1, layout.nodes, self._me, lease)
                 await client.eval(wire.REAP, 2, layout.nodes, layout.conns, layout.prefix)
             except _BROKEN as exc:
-                self._error(exc)
-                logger.info("redis heartbeat failed: %r", exc)
+                self._commands_failed(exc, lost=0)
+                if self._wake is not None:
+                    self._wake.set()  # the writer retries (resync) with backoff
                 continue
             if not alive:
                 self._stats["lease_lost"] += 1
