@@ -318,7 +318,7 @@ class RedisBackend(Backend):
         client = self._client
         if client is not None and self._me:
             try:
-                await asyncio.wait_for(self._purge(client, drop_lease=True), self.op_timeout)
+                await asyncio.wait_for(self._leave(client), self.op_timeout)
             except _BROKEN as exc:
                 logger.info("could not remove presence of node %s: %r", self._me, exc)
         await self._release()
@@ -527,8 +527,11 @@ class RedisBackend(Backend):
             "1" if drop_lease else "0",
         )
 
-    async def _purge(self, client: aioredis.Redis, *, drop_lease: bool) -> None:
-        await self._purge_into(client, drop_lease=drop_lease)
+    async def _leave(self, client: aioredis.Redis) -> None:
+        """Remove this node's presence, and that of crashed nodes nobody reaped yet."""
+        layout = self._layout
+        await self._purge_into(client, drop_lease=True)
+        await client.eval(wire.REAP, 2, layout.nodes, layout.conns, layout.prefix)
 
     def _commands_failed(self, exc: BaseException, *, lost: int) -> None:
         """A command to Redis failed: reject publishes until a resync succeeds.
