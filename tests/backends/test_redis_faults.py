@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from tests.helpers import TIMEOUT
-from wsregistry import BackendHealth, Registry
+from wsregistry import BackendHealth, BackendUnavailable, Registry
 from wsregistry.backends.redis import RedisBackend
 from wsregistry.testing import RecordingTransport
 
@@ -201,3 +201,21 @@ async def test_publishing_goes_on_while_only_the_subscription_link_is_down(
         assert health(a).detail["rejected"] == 0
         await until(lambda: connected(a, b))
     client.close()
+
+
+async def test_password_in_the_url(
+    private_redis_with_password: PrivateRedis, namespace: str
+) -> None:
+    server = private_redis_with_password
+    async with pair(server.url, namespace) as (a, b):
+        remote = RecordingTransport()
+        await b.connect(remote, key="k")
+        await a.send("k", "authenticated")
+        with anyio.fail_after(TIMEOUT):
+            await remote.wait_for(1)
+    wrong = server.url.replace("s3cret-pass", "wrong")
+    with pytest.raises(BackendUnavailable) as info:
+        async with Registry(backend=RedisBackend(wrong, namespace=namespace)):
+            pass
+    assert "wrong" not in str(info.value)  # the password is not echoed
+    assert "***@127.0.0.1" in str(info.value)
