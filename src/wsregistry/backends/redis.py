@@ -25,17 +25,22 @@ How it works (names and wire format: ``wsregistry.backends._redis_wire``):
   its next heartbeat.
 * **Failures.** If Redis goes away, local delivery goes on. :meth:`publish`
   does not wait for Redis: it queues the envelope for the writer and returns;
-  while the backend is disconnected (or ``max_pending`` envelopes wait) it
-  raises :class:`~wsregistry.errors.BackendUnavailable`, which the registry
-  counts in ``stats().backend_errors``. Envelopes lost in a batch that failed
-  in flight are counted in ``health().detail["publish_failures"]``. Delivery is
-  at-most-once across an outage: nothing is buffered for replay. The
+  once a Redis command has failed (until the writer's resync succeeds) or
+  while ``max_pending`` envelopes wait, it raises
+  :class:`~wsregistry.errors.BackendUnavailable`, which the registry counts in
+  ``stats().backend_errors``. Envelopes lost in flight, or still queued when a
+  command failed, are counted in ``health().detail["publish_failures"]``.
+  Delivery is at-most-once across an outage: nothing is replayed later. The
   subscription link reconnects with jittered exponential backoff and
   subscribes to everything again; presence is rewritten (re-asserted) after
   every reconnect. A probe published to the node's own channel every
-  ``probe_interval`` detects a link that is connected but deaf and rebuilds
-  it. :meth:`health` (also in ``registry.stats().backend``) and the
-  ``on_state_change`` callback show the state.
+  ``probe_interval`` detects a link that is connected but deaf (within
+  ``probe_interval + probe_timeout``) and rebuilds it. :meth:`health` (also in
+  ``registry.stats().backend``) and the ``on_state_change`` callback show the
+  state.
+
+Standalone Redis (or a primary with replicas) only: the Lua scripts touch keys
+they compute, which Redis Cluster does not allow.
 """
 
 from __future__ import annotations
@@ -86,7 +91,9 @@ _CONN = 3  # rewrite the node map entry of connection a
 _FLUSH = 4  # resolve waiter a once everything before it reached Redis
 
 
-def redis_pool(url: str, *, socket_timeout: float, connect_timeout: float) -> Any:
+def _redis_pool(
+    url: str, *, socket_timeout: float, connect_timeout: float
+) -> aioredis.ConnectionPool:
     """A connection pool that never retries (a retried publish could deliver twice).
 
     RESP2 keeps pub/sub replies plain arrays (``pong`` included) on every server version.
@@ -147,7 +154,9 @@ class RedisBackend(Backend):
         max_pending: int = 100_000,
         on_state_change: Callable[[BackendHealth], object] | None = None,
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        if not isinstance(url, str):
+            raise TypeError(f"url must be str, got {type(url).__name__}")
+        if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r}")
         self._layout = wire.Layout(namespace)
         for name, value in (
@@ -257,7 +266,7 @@ class RedisBackend(Backend):
         self._me = wire.name_of(node.node_id)
         self._wake = asyncio.Event()
         self._up = asyncio.Event()
-        pool = redis_pool(
+        pool = _redis_pool(
             self.url, socket_timeout=self.socket_timeout, connect_timeout=self.op_timeout
         )
         self._client = aioredis.Redis(connection_pool=pool)
