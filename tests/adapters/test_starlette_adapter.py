@@ -171,3 +171,12 @@ def test_transport_and_endpoint_check_their_arguments() -> None:
         RegistryEndpoint(Registry(), authenticate=_anyone, subprotocols="chat")
     with pytest.raises(TypeError, match="on_message"):
         RegistryEndpoint(Registry(), authenticate=_anyone, on_message="x")  # type: ignore[arg-type]
+
+
+def test_uvicorn_helpers_check_their_arguments() -> None:
+    from wsregistry.adapters import uvicorn as wsr_uvicorn
+
+    with pytest.raises(ValueError, match="workers"):
+        wsr_uvicorn.run(object(), registry=Registry(), workers=2)
+    with pytest.raises(TypeError, match="Registry"):
+        wsr_uvicorn.Server(object(), registry=object())  # type: ignore[arg-type]

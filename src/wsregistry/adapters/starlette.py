@@ -50,7 +50,10 @@ Server settings that matter (uvicorn names; other servers have equivalents):
   peer that does not answer within ``ws_ping_timeout`` (defaults 20/20;
   ``--ws-ping-interval``/``--ws-ping-timeout``), with ``websockets``,
   ``websockets-sansio`` and ``wsproto`` alike in uvicorn 0.54 (older releases
-  pinged only with the ``websockets`` implementations).
+  had no pings with ``wsproto``). With uvicorn's deprecated legacy
+  ``websockets`` implementation a peer that stopped answering is reported to
+  the app only after a further fixed 10 s close timeout; ``websockets-sansio``
+  and ``wsproto`` report it at once, the app-level heartbeat too.
   On a server without protocol pings, set ``heartbeat_interval`` (and
   ``heartbeat_timeout``): the endpoint then sends ``heartbeat_message`` and
   closes (1011) a peer that sends nothing within the timeout; the client must
