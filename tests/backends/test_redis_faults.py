@@ -140,8 +140,8 @@ async def test_deaf_link_is_detected_and_rebuilt(
         await b.connect(remote, key="k")
         assert proxy.freeze_subscribers() == 2
         await until(lambda: _true(health(b).detail["probe_failures"] >= 1))
+        await until(partial(_reconnected, b, 0))
         await until(lambda: connected(a, b))
-        assert health(b).reconnects >= 1
         await a.send("k", "heard again")
         with anyio.fail_after(TIMEOUT):
             await remote.wait_for(1)
@@ -219,3 +219,24 @@ async def test_password_in_the_url(
             pass
     assert "wrong" not in str(info.value)  # the password is not echoed
     assert "***@127.0.0.1" in str(info.value)
+
+
+async def test_link_that_lost_its_subscriptions_is_rebuilt(
+    private_redis: PrivateRedis, namespace: str
+) -> None:
+    """The connection stays up but the server dropped its subscriptions: the probe notices."""
+    async with pair(private_redis.url, namespace) as (a, b):
+        remote = RecordingTransport()
+        await b.connect(remote, key="k")
+        backend = b.backend
+        assert isinstance(backend, RedisBackend)
+        link = backend._listener._conn if backend._listener is not None else None
+        assert link is not None
+        await link.send_command("UNSUBSCRIBE")  # fault injection: every channel dropped
+        await until(lambda: _true(health(b).detail["probe_failures"] >= 1))
+        await until(partial(_reconnected, b, 0))
+        await until(lambda: connected(a, b))
+        await a.send("k", "back")
+        with anyio.fail_after(TIMEOUT):
+            await remote.wait_for(1)
+        assert remote.sent == ["back"]
