@@ -378,3 +378,16 @@ async def test_state_callback_errors_are_counted_not_raised(redis_url: str, name
         assert await a.send("k", "still works") == 1
         assert a.stats().backend.errors >= 1  # the callback failed when it connected
         assert a.stats().backend.connected
+
+
+async def test_a_live_node_id_cannot_be_reused(redis_url: str, namespace: str) -> None:
+    options: dict[str, Any] = {"namespace": namespace, "heartbeat_interval": 0.1}
+    async with Registry(backend=RedisBackend(redis_url, **options), node_id="worker-1"):
+        duplicate = Registry(backend=RedisBackend(redis_url, **options), node_id="worker-1")
+        with pytest.raises(RuntimeError, match="already live"):
+            async with duplicate:
+                pass
+    # after a clean exit (or a crash) the id is free again
+    async with Registry(backend=RedisBackend(redis_url, **options), node_id="worker-1") as again:
+        await again.connect(RecordingTransport(), key="k")
+        assert await again.online_count("k") == 1

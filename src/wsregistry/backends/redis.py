@@ -249,7 +249,8 @@ class RedisBackend(Backend):
         """Connect, subscribe, write this node's lease and start the background tasks.
 
         Raises:
-            RuntimeError: not running on asyncio (e.g. trio), or started twice.
+            RuntimeError: not running on asyncio (e.g. trio), started twice, or
+                another live process uses the same node id in this namespace.
             BackendUnavailable: Redis cannot be reached within ``op_timeout``.
         """
         try:
@@ -279,9 +280,13 @@ class RedisBackend(Backend):
         self._listener.wanted.update((self._layout.all, self._layout.node_channel(self._me)))
         try:
             await asyncio.wait_for(self._client.ping(), self.op_timeout)
+            await self._check_unique(node.node_id)
         except _BROKEN as exc:
             await self._release()
             raise BackendUnavailable("redis", f"cannot reach {_safe_url(self.url)}: {exc}") from exc
+        except BaseException:
+            await self._release()
+            raise
         for name, loop in (
             ("listener", self._listener.run),
             ("writer", self._write_loop),
@@ -302,6 +307,25 @@ class RedisBackend(Backend):
                 task.cancel()
             raise
         logger.debug("redis backend of node %s started", node.node_id)
+
+    async def _check_unique(self, node_id: str) -> None:
+        """Refuse a node id that another live process renews (own-message dropping needs it).
+
+        A lease left by a crashed predecessor with the same id is taken over.
+        """
+        client = self._client
+        assert client is not None
+        nodes = self._layout.nodes
+        lease, now = await client.eval(wire.LEASE, 1, nodes, self._me)
+        if lease <= now:
+            return
+        await asyncio.sleep(1.5 * self.heartbeat_interval)
+        renewed, _ = await client.eval(wire.LEASE, 1, nodes, self._me)
+        if renewed > lease:
+            raise RuntimeError(
+                f"node id {node_id!r} is already live in namespace {self.namespace!r}; "
+                "give every registry its own node_id (the default is random)"
+            )
 
     async def aclose(self) -> None:
         """Stop the tasks, remove this node's presence and close the connections. Idempotent."""
