@@ -222,6 +222,7 @@ class RedisBackend(Backend):
                 "malformed",
                 "probes",
                 "probe_failures",
+                "probes_late",
                 "lease_lost",
                 "resyncs",
                 "task_failures",
@@ -801,13 +802,24 @@ class RedisBackend(Backend):
     async def _probe_once(
         self, client: aioredis.Redis, channel: str, token: str, event: asyncio.Event
     ) -> bool:
-        """Publish a probe to this node's channel; ``True`` if the link did not hear it."""
+        """Publish a probe to this node's channel; ``True`` if the link is deaf.
+
+        Deaf: Redis has no subscriber on the channel, or the link read nothing
+        at all while the probe was due. A link that is busy reading a backlog
+        is slow, not deaf, and is left alone (a rebuild would lose messages).
+        """
+        listener = self._listener
+        assert listener is not None
+        reads = listener.reads
         receivers = await client.publish(channel, wire.pack_probe(self._origin, token))
         if not receivers:
             return True  # Redis says nobody listens on our channel
         try:
             await asyncio.wait_for(event.wait(), self.probe_timeout)
         except asyncio.TimeoutError:
+            if listener.reads > reads:
+                self._stats["probes_late"] += 1
+                return False
             return True
         return False
 
@@ -843,7 +855,8 @@ class RedisBackend(Backend):
         read), ``processed`` (envelopes handed to the registry: the measure of
         interest routing), ``delivered``/``unmatched`` (of those, reached a
         local connection or not), ``own`` (own publishes echoed back and
-        dropped), ``malformed``, ``probes``, ``probe_failures``,
+        dropped), ``malformed``, ``probes``, ``probe_failures`` (deaf links
+        rebuilt), ``probes_late`` (a busy link answered late; left alone),
         ``lease_lost``, ``resyncs``, ``task_failures``, ``last_error`` and
         ``since`` (time of the last state change).
         """
