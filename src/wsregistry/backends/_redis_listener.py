@@ -91,6 +91,7 @@ class Listener:
         self.wanted: set[str] = set()
         self.up = False
         self.messages = 0
+        self.reads = 0  # every reply read: progress, for the liveness probe
         self.failures = 0
         self._pool = pool
         self._on_message = on_message
@@ -260,6 +261,7 @@ class Listener:
             response = await conn.read_response(
                 timeout=math.inf, disconnect_on_error=False, push_request=True
             )
+            self.reads += 1
             if not isinstance(response, list) or not response:
                 continue
             kind = response[0]
