@@ -240,6 +240,7 @@ class Client:
         self.healthy_lost = 0
         self.order_errors = 0
         self.samples: list[int] = []
+        self.round_start = 0
         self.done = asyncio.Event()
         self.done_ns = 0
 
@@ -325,6 +326,7 @@ class Client:
         self.others_received = 0
         if not request.get("keep_samples"):
             self.samples = []
+        self.round_start = len(self.samples)
         self.done = asyncio.Event()
         self.done_ns = 0
         if "churn_at" in request:
@@ -341,7 +343,9 @@ class Client:
         except asyncio.TimeoutError:
             complete = False
         samples = sorted(self.samples)
+        this_round = sorted(self.samples[self.round_start :])
         return {
+            "round_p99_ms": _percentile(this_round, 99) / 1e6,
             "complete": complete,
             "done_ns": self.done_ns if complete else time.monotonic_ns(),
             "received": self.received,

@@ -46,6 +46,7 @@ class Preset:
         stall_n: connections in the slow-consumer scenario (0: skip).
         churn_n: connections in the churn scenario (0: skip).
         cross_n: connections in the cross-process scenario (0: skip).
+        heap_n: connections whose Python heap is traced (0: skip).
         timeout: seconds a phase may take before it counts as stalled.
         stall_timeout: the same for bursts with stalled clients.
     """
@@ -60,12 +61,13 @@ class Preset:
     stall_n: int
     churn_n: int
     cross_n: int
+    heap_n: int = 1000
     timeout: float = 60.0
     stall_timeout: float = 15.0
 
 
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset("smoke", (20,), (100,), 1, 3, 1_000, False, 0, 0, 0, timeout=20),
+    "smoke": Preset("smoke", (20,), (100,), 1, 3, 1_000, False, 0, 0, 0, heap_n=0, timeout=20),
     "quick": Preset("quick", (100, 1000), (100, 4 * KIB), 2, 10, 100_000, True, 100, 200, 200),
     "full": Preset(
         "full",
@@ -111,10 +113,14 @@ class Suite:
     def plan(self, scenarios: set[str]) -> int:
         """Lay out the sessions to run; returns how many."""
         preset = self.preset
-        for server in self.servers:
-            for n in preset.ns:
+        # By N, then server: cells compared with each other run close together in time.
+        for n in preset.ns:
+            for server in self.servers:
                 if "fanout" in scenarios or "targeted" in scenarios:
                     self._add(f"{server} N={n}", self._plain, server, n, scenarios)
+        if "memory" in scenarios and preset.heap_n:
+            for server in self.servers:
+                self._add(f"{server} heap, N={preset.heap_n}", self._heap, server)
         if "stall" in scenarios and preset.stall_n:
             for server in self.servers:
                 self._add(f"{server} stall baseline", self._stall, server, False)
@@ -206,6 +212,11 @@ class Suite:
                             count=rounds,
                             **result,
                         )
+
+    async def _heap(self, server: str) -> None:
+        config = self._config(server, self.preset.heap_n, trace_heap=True)
+        async with Session(config, self.logdir) as session:
+            self._record(session, "memory", "heap", **session.heap)
 
     async def _stall(self, server: str, stalled: bool) -> None:
         preset = self.preset

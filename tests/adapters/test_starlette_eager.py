@@ -1,7 +1,8 @@
-"""StarletteTransport.send_nowait: ASGI sends run in the caller unless the server makes them wait."""
+"""StarletteTransport.send_nowait: an ASGI send runs in the caller unless the server waits."""
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import anyio
@@ -28,7 +29,7 @@ class _Server:
         if self._resumed is not None:
             self._resumed.set()
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         while not self.writable:  # like uvicorn: no suspension while writable
             self._resumed = anyio.Event()
             await self._resumed.wait()
