@@ -1,11 +1,11 @@
 # Two commands on a fresh machine:
-#   make demo   - install and run the demo (in-memory backend, no services needed)
+#   make demo   - install and run the demo at http://127.0.0.1:8000 (in-memory, no services)
 #   make test   - install and run the whole test suite (starts Redis, installs Chromium if missing)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test lint docs docs-serve bench services
+.PHONY: demo quickstart test lint docs docs-serve bench services
 
 $(VENV)/.demo-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,20 @@ $(VENV)/.dev-installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.demo-installed
 
+DEMO_HOST ?= 127.0.0.1
+DEMO_PORT ?= 8000
+DEMO_WORKERS ?= 1
+
 demo: $(VENV)/.demo-installed
+	@echo
+	@echo "  wsregistry demo: open http://$(DEMO_HOST):$(DEMO_PORT)  (Ctrl+C to stop)"
+	@echo "  several workers: WSREGISTRY_REDIS_URL=redis://127.0.0.1:6379/0 make demo DEMO_WORKERS=2"
+	@echo
+	@WSREGISTRY_DEMO_ORIGINS=$${WSREGISTRY_DEMO_ORIGINS:-http://$(DEMO_HOST):$(DEMO_PORT),http://localhost:$(DEMO_PORT)} \
+	$(PY) -m uvicorn --app-dir examples demo.app:app --host $(DEMO_HOST) --port $(DEMO_PORT) \
+		--workers $(DEMO_WORKERS)
+
+quickstart: $(VENV)/.demo-installed
 	$(PY) examples/quickstart.py
 
 services:
@@ -28,16 +41,17 @@ services:
 test: $(VENV)/.dev-installed services
 	$(PY) -m pytest
 
-lint: $(VENV)/.dev-installed
+lint: $(VENV)/.dev-installed docs
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# The documentation site (MkDocs Material + mkdocstrings); `lint` builds it so CI does too.
 docs: $(VENV)/.dev-installed
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 docs-serve: $(VENV)/.dev-installed
-	$(VENV)/bin/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 bench: $(VENV)/.dev-installed
 	$(PY) -m pip install -q -e '.[bench]'

@@ -15,3 +15,10 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     done
     redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null
 fi
+
+# The real-browser test (pytest -m browser) drives Debian's Chromium through Playwright;
+# Playwright never downloads a browser of its own here.
+if [ ! -x /usr/bin/chromium ]; then
+    echo "chromium is missing: installing Debian's chromium" >&2
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi

@@ -64,7 +64,7 @@ def test_error_names_and_tree() -> None:
     assert issubclass(wsregistry.SerializationError, TypeError)
     assert issubclass(wsregistry.NotConnected, LookupError)
     assert issubclass(wsregistry.RegistryClosed, RuntimeError)
-    assert issubclass(wsregistry.RegistryNotStarted, RuntimeError)
+    assert issubclass(wsregistry.RegistryNotStarted, wsregistry.RegistryClosed)
     assert issubclass(wsregistry.BackendUnavailable, ConnectionError)
 
 

@@ -2,9 +2,9 @@
 
 Messages reach the transport in call order. While the queue is empty and the
 transport offers ``send_nowait``, a message is written directly; otherwise it is
-queued and a writer task (started on demand, gone when the queue is empty)
-drains the queue with ``await transport.send``. An idle connection therefore
-costs no task.
+queued and the registry's writer tasks (see ``_writers``; started on demand,
+gone when every queue is empty) drain it with ``await transport.send``. An idle
+connection therefore costs no task.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ._types import Key, Payload
+    from ._writers import Writer
     from .registry import Registry
     from .transport import Transport
 
@@ -49,7 +50,6 @@ class Connection:
 
     __slots__ = (
         "__weakref__",
-        "_busy",
         "_close_code",
         "_closed",
         "_closed_event",
@@ -58,7 +58,7 @@ class Connection:
         "_queued_bytes",
         "_registry",
         "_send_nowait",
-        "_writer_scope",
+        "_writer",
         "_writing",
         "connected_at",
         "id",
@@ -83,14 +83,13 @@ class Connection:
         self.metadata: dict[str, Any] = dict(metadata) if metadata else {}
         self.connected_at = time.time()
         self._groups: set[str] = set()
-        self._queue: deque[Payload] = deque()
+        self._queue: deque[Payload] | None = None  # allocated while frames wait (760 B)
         self._queued_bytes = 0
         self._closed = False
         self._close_code: int | None = None
         self._closed_event: anyio.Event | None = None
-        self._busy = False
-        self._writing = False
-        self._writer_scope: anyio.CancelScope | None = None
+        self._writing = False  # on the registry's ready list or in a writer's hands
+        self._writer: Writer | None = None  # the writer sending for it right now
         send_nowait = getattr(transport, "send_nowait", None)
         self._send_nowait: Callable[[Payload], bool] | None = (
             send_nowait if callable(send_nowait) else None
@@ -118,7 +117,8 @@ class Connection:
     @property
     def queued(self) -> int:
         """Messages waiting in this connection's outbound queue."""
-        return len(self._queue)
+        queue = self._queue
+        return len(queue) if queue is not None else 0
 
     @property
     def queued_bytes(self) -> int:
@@ -177,7 +177,7 @@ class Connection:
             return False
         counters = self._registry._counters
         queue = self._queue
-        if not queue and not self._busy and self._send_nowait is not None:
+        if not self._writing and self._send_nowait is not None:  # nothing waits: try direct
             try:
                 written = self._send_nowait(payload)
             except Exception as exc:
@@ -187,7 +187,9 @@ class Connection:
                 counters.sent += 1
                 return True
         size = len(payload)
-        if queue:
+        if queue is None:
+            queue = self._queue = deque()
+        elif queue:
             limits = self._registry.limits
             if len(queue) >= limits.max_messages or self._queued_bytes + size > limits.max_bytes:
                 policy = limits.overflow
@@ -212,51 +214,29 @@ class Connection:
         counters.queued_bytes += size
         if not self._writing:
             self._writing = True
-            self._registry._spawn(self._write_queue)
+            self._registry._writers.schedule(self)
         return True
 
-    async def _write_queue(self) -> None:
-        """Drain the queue to the transport, then exit."""
-        registry = self._registry
-        counters = registry._counters
-        queue = self._queue
-        try:
-            with anyio.CancelScope() as scope:
-                self._writer_scope = scope
-                while queue and not self._closed:
-                    payload = queue.popleft()
-                    size = len(payload)
-                    self._queued_bytes -= size
-                    counters.queued -= 1
-                    counters.queued_bytes -= size
-                    self._busy = True
-                    try:
-                        await self.transport.send(payload)
-                    finally:
-                        self._busy = False
-                    counters.sent += 1
-        except Exception as exc:
-            registry._transport_failed(self, exc)
-        finally:
-            self._writer_scope = None
-            self._writing = False
-            if not queue:
-                registry._queue_emptied()
+    def _release(self) -> None:
+        """A writer is done with this connection: nothing waits, free the queue."""
+        self._writing = False
+        self._queue = None
 
     def _mark_closed(self, code: int | None) -> int:
         """Set the closed state, discard the queue; returns how many were discarded."""
         self._closed = True
         self._close_code = code
-        discarded = len(self._queue)
+        queue = self._queue
+        discarded = len(queue) if queue is not None else 0
         if discarded:
             counters = self._registry._counters
             counters.queued -= discarded
             counters.queued_bytes -= self._queued_bytes
             counters.dropped += discarded
-            self._queue.clear()
             self._queued_bytes = 0
-        if self._writer_scope is not None:
-            self._writer_scope.cancel()
+        self._queue = None
+        if self._writer is not None:
+            self._writer.scope.cancel()  # stop the send in flight
         if self._closed_event is not None:
             self._closed_event.set()
         return discarded

@@ -4,12 +4,15 @@ Every error the library raises on purpose derives from :class:`WSRegistryError`,
 so ``except WSRegistryError`` catches them all::
 
     WSRegistryError
-    ├── RegistryNotStarted      (also RuntimeError) used before ``async with registry``
-    ├── RegistryClosed          (also RuntimeError) used after the registry was closed
+    ├── RegistryClosed          (also RuntimeError) the registry is not open for calls
+    │   └── RegistryNotStarted  used before ``async with registry``
     ├── ConnectionClosed        sending on a connection that is no longer registered
     ├── NotConnected            (also LookupError) ``send(..., require=True)`` found nobody
     ├── SerializationError      (also TypeError) a message could not be encoded
     └── BackendUnavailable      (also ConnectionError) the broker cannot be reached
+
+``except RegistryClosed`` covers every "not running" state: before start,
+while shutting down and after close.
 
 "We closed it" (:class:`RegistryClosed`, :class:`ConnectionClosed`) is kept apart
 from "it broke" (:class:`BackendUnavailable`). Bad arguments raise plain
@@ -35,22 +38,32 @@ class WSRegistryError(Exception):
     """Base class of every error raised by wsregistry."""
 
 
-class RegistryNotStarted(WSRegistryError, RuntimeError):
-    """The registry was used before ``async with registry:`` started it."""
-
-    def __init__(self, operation: str) -> None:
-        self.operation = operation
-        super().__init__(
-            f"Registry.{operation}() needs a running registry; enter 'async with registry:' first"
-        )
-
-
 class RegistryClosed(WSRegistryError, RuntimeError):
-    """The registry is shutting down or closed; it accepts no more calls."""
+    """The registry is not open for calls: it is shutting down or closed.
+
+    Before start, :class:`RegistryNotStarted` (a subclass) is raised instead.
+
+    Attributes:
+        operation: the name of the call that was refused.
+    """
 
     def __init__(self, operation: str) -> None:
         self.operation = operation
         super().__init__(f"Registry.{operation}() called after the registry was closed")
+
+
+class RegistryNotStarted(RegistryClosed):
+    """The registry was used before ``async with registry:`` started it.
+
+    A subclass of :class:`RegistryClosed`: the registry is not open yet.
+    """
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        RuntimeError.__init__(
+            self,
+            f"Registry.{operation}() needs a running registry; enter 'async with registry:' first",
+        )
 
 
 class ConnectionClosed(WSRegistryError):

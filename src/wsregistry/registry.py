@@ -21,6 +21,7 @@ from ._encode import encode, json_serializer
 from ._index import Index
 from ._loop import LoopHandle
 from ._types import Key, Serializer, check_group, check_key
+from ._writers import WriterPool
 from .backends.base import Backend, Envelope, EnvelopeKind
 from .backends.memory import MemoryBackend
 from .codes import CloseCode
@@ -66,12 +67,16 @@ class Registry:
         serializer: turns ``dict``/``list`` messages into ``str`` (text frame) or
             ``bytes`` (binary frame). Defaults to compact JSON. Called once per
             send/broadcast, whatever the number of targets.
-        max_queue: most messages waiting in one connection's outbound queue.
-        max_queue_bytes: most payload bytes waiting in one connection's queue.
+        max_queue: most messages waiting in one connection's outbound queue
+            (default 1024).
+        max_queue_bytes: most payload bytes waiting in one connection's queue
+            (default 1 MiB).
         overflow: what to do when a message does not fit (see
             :class:`~wsregistry.OverflowPolicy`; default: close with 1013).
-        drain_timeout: seconds shutdown waits for queues to drain.
-        close_timeout: seconds to wait for one transport's close before aborting it.
+        drain_timeout: seconds shutdown waits for queues to drain and sends in
+            flight to finish (default 5).
+        close_timeout: seconds to wait for one transport's close before aborting it
+            (default 2).
         node_id: this registry's id in the cluster (default: random).
 
     Raises:
@@ -110,6 +115,7 @@ class Registry:
         self._index: Index[Connection] = Index()
         self._ids: dict[str, Connection] = {}
         self._counters = Counters()
+        self._writers = WriterPool(self)
         self._task_group: anyio.abc.TaskGroup | None = None
         self._loop: LoopHandle | None = None
         self._drained: anyio.Event | None = None
@@ -170,7 +176,13 @@ class Registry:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Drain, close every connection with 1001, stop the backend and all tasks."""
+        """Drain, close every connection with 1001, stop the backend and all tasks.
+
+        Runs the same way when the block raised or was cancelled: shutdown is
+        shielded and bounded by ``drain_timeout`` plus ``close_timeout``; the
+        block's exception then propagates unchanged. Pending thread-safe calls
+        fail with :class:`~wsregistry.errors.RegistryClosed`. Idempotent.
+        """
         if self._state is not _State.RUNNING:
             return
         with self._jobs_lock:  # from here on no thread can hand over a new call
@@ -196,7 +208,7 @@ class Registry:
 
     async def _drain(self) -> None:
         with anyio.move_on_after(self.drain_timeout):
-            while self._counters.queued > 0:
+            while self._counters.queued > 0 or self._writers.in_flight > 0:
                 self._drained = anyio.Event()
                 await self._drained.wait()
         self._drained = None
@@ -314,6 +326,18 @@ class Registry:
             raise TypeError(f"disconnect() takes a Connection, got {type(conn).__name__}")
         self._forget(conn, code=None)
         await anyio.lowlevel.checkpoint()
+
+    def disconnect_nowait(self, conn: Connection) -> None:
+        """:meth:`disconnect` for synchronous code (no checkpoint). Idempotent.
+
+        Non-blocking; removes exactly ``conn``. Works in any state.
+
+        Raises:
+            TypeError: ``conn`` is not a :class:`Connection`.
+        """
+        if not isinstance(conn, Connection):
+            raise TypeError(f"disconnect_nowait() takes a Connection, got {type(conn).__name__}")
+        self._forget(conn, code=None)
 
     @asynccontextmanager
     async def session(
@@ -682,7 +706,7 @@ class Registry:
 
     def _queue_emptied(self) -> None:
         if self._drained is not None and self._counters.queued <= 0:
-            self._drained.set()
+            self._drained.set()  # _drain checks the writers in flight itself
 
     def _forget(self, conn: Connection, *, code: int | None) -> bool:
         """Unregister ``conn`` at once (sync). Returns ``False`` if it was already gone."""

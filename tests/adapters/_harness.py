@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -44,8 +43,7 @@ from wsregistry.adapters import starlette as wsr_starlette
 from wsregistry.adapters import uvicorn as wsr_uvicorn
 from wsregistry.adapters import websockets as wsr_websockets
 
-TIMEOUT = float(os.environ.get("WSREGISTRY_TEST_TIMEOUT", "5"))
-"""One scaled unit for every deadline in these tests."""
+from ..helpers import TIMEOUT
 
 UVICORN_IMPLS = ("websockets", "websockets-sansio", "wsproto")
 KINDS = (

@@ -16,7 +16,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from wsregistry import CloseCode, Connection, Registry
 
-from ._harness import KINDS, LEGACY, TIMEOUT, Harness, recv_json
+from ..helpers import TIMEOUT
+from ._harness import KINDS, LEGACY, Harness, recv_json
 
 pytestmark = pytest.mark.anyio
 
@@ -201,7 +202,7 @@ async def test_half_open_peer_is_dropped_by_the_app_heartbeat(kind: str) -> None
         kind,
         ping=(None, None),  # no protocol pings: the endpoint's heartbeat must do it
         heartbeat_interval=0.2,
-        heartbeat_timeout=0.3,
+        heartbeat_timeout=TIMEOUT / 5,  # generous: the live client must answer in time
         heartbeat_message={"type": "ping"},
     ) as h:
         alive = await h.connect("lena", ping_interval=None)
@@ -209,7 +210,7 @@ async def test_half_open_peer_is_dropped_by_the_app_heartbeat(kind: str) -> None
         silent.transport.pause_reading()
         (mo,) = h.registry.lookup("mo")
         with anyio.fail_after(TIMEOUT):
-            for _ in range(3):  # the live client answers every ping
+            for _ in range(2):  # the live client answers every ping
                 assert await recv_json(alive) == {"type": "ping"}
                 await alive.send('{"type":"pong"}')
         with anyio.fail_after(TIMEOUT):
@@ -342,3 +343,18 @@ async def test_concurrent_connects_and_disconnects_while_broadcasting(kind: str)
         await h.wait_disconnected(32)  # every handler finished
         stats = h.registry.stats()
         assert (stats.connections, stats.keys, stats.groups) == (0, 0, 0)
+
+
+async def test_a_hook_may_close_its_own_connection(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def on_message(conn: Connection, data: str | bytes) -> None:
+        await conn.close(4000, "bye")
+        await conn.send("too late")  # raises ConnectionClosed: not an application error
+
+    async with Harness(kind, on_message=on_message) as h:
+        client = await h.connect("nia")
+        await client.send("leave")
+        assert await expect_close(client) == 4000
+        await h.wait_disconnected(1)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

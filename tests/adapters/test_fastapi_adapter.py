@@ -30,7 +30,8 @@ from wsregistry.adapters.fastapi import (
     registry_lifespan,
 )
 
-from ._harness import TIMEOUT, Harness
+from ..helpers import TIMEOUT
+from ._harness import Harness
 
 pytestmark = pytest.mark.anyio
 

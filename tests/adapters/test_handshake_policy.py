@@ -120,6 +120,8 @@ def test_refuse_carries_a_validated_refusal() -> None:
         Refuse(status=200)
     with pytest.raises(ValueError, match="code"):
         Refuse(code=1000)
+    with pytest.raises(ValueError, match="123 bytes"):
+        Refuse("é" * 62)
 
 
 def test_identify_maps_the_hook_result() -> None:

@@ -14,7 +14,8 @@ from wsregistry import CloseCode, Connection, Registry
 from wsregistry.adapters import Identity, Refuse
 from wsregistry.adapters.starlette import RegistryEndpoint, StarletteTransport
 
-from ._harness import TIMEOUT, UVICORN_IMPLS, Harness
+from ..helpers import TIMEOUT
+from ._harness import UVICORN_IMPLS, Harness
 
 pytestmark = pytest.mark.anyio
 
@@ -134,6 +135,31 @@ async def test_transport_close_is_idempotent_and_tolerates_closed_sockets(impl: 
             await transport.send("late")
 
 
+async def test_the_first_supported_subprotocol_is_selected(impl: str) -> None:
+    async def authenticate(websocket: WebSocket) -> Identity | None:
+        user = websocket.query_params["user"]
+        return None if user == "bad" else Identity(key=user)
+
+    registry = Registry()
+    endpoint = RegistryEndpoint(
+        registry, authenticate=authenticate, subprotocols=["chat.v2", "chat.v1"], refusal="close"
+    )
+    async with Harness(f"starlette-{impl}", registry=registry, custom_endpoint=endpoint) as h:
+        client = await h.connect("gus", welcome=False, subprotocols=["chat.v1", "chat.v2"])
+        assert client.subprotocol == "chat.v2"  # the endpoint's preference wins
+        await client.close()
+        other = await h.connect("gus", welcome=False, subprotocols=["chat.v1", "x"])
+        assert other.subprotocol == "chat.v1"
+        await other.close()
+        # a browser-friendly refusal negotiates it too, so the page can read the 4401
+        refused = await h.connect("bad", welcome=False, subprotocols=["chat.v1"])
+        assert refused.subprotocol == "chat.v1"
+        with anyio.fail_after(TIMEOUT), pytest.raises(ConnectionClosed) as closed:
+            await refused.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == CloseCode.UNAUTHORIZED
+
+
 def test_transport_and_endpoint_check_their_arguments() -> None:
     with pytest.raises(TypeError, match="starlette WebSocket"):
         StarletteTransport(object())  # type: ignore[arg-type]
@@ -141,5 +167,16 @@ def test_transport_and_endpoint_check_their_arguments() -> None:
         RegistryEndpoint(object(), authenticate=_anyone)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="authenticate"):
         RegistryEndpoint(Registry(), authenticate=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="subprotocols"):
+        RegistryEndpoint(Registry(), authenticate=_anyone, subprotocols="chat")
     with pytest.raises(TypeError, match="on_message"):
         RegistryEndpoint(Registry(), authenticate=_anyone, on_message="x")  # type: ignore[arg-type]
+
+
+def test_uvicorn_helpers_check_their_arguments() -> None:
+    from wsregistry.adapters import uvicorn as wsr_uvicorn
+
+    with pytest.raises(ValueError, match="workers"):
+        wsr_uvicorn.run(object(), registry=Registry(), workers=2)
+    with pytest.raises(TypeError, match="Registry"):
+        wsr_uvicorn.Server(object(), registry=object())  # type: ignore[arg-type]

@@ -17,7 +17,8 @@ from wsregistry.adapters import Identity
 from wsregistry.adapters.websockets import RegistryHandler, WebsocketsTransport
 from wsregistry.adapters.websockets import serve as registry_serve
 
-from ._harness import TIMEOUT, Harness, websockets_auth
+from ..helpers import TIMEOUT
+from ._harness import Harness, websockets_auth
 
 pytestmark = pytest.mark.anyio
 

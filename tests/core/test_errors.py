@@ -233,6 +233,7 @@ async def test_use_before_start_and_after_close_raise_named_errors() -> None:
         with pytest.raises(RegistryNotStarted) as not_started:
             await call()
         assert isinstance(not_started.value, RuntimeError)
+        assert isinstance(not_started.value, RegistryClosed)  # "not open", like after close
         assert name in str(not_started.value)
     assert registry.lookup("k") == ()
     assert registry.connections() == ()

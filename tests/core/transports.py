@@ -56,3 +56,22 @@ class NullTransport:
     async def close(self, code: int, reason: str) -> None:
         self.closed_with = code
         await anyio.lowlevel.checkpoint()
+
+
+class SlowTransport(RecordingTransport):
+    """Every send takes ``delay`` seconds (a slow but live peer)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def send(self, data: str | bytes) -> None:
+        await anyio.sleep(self.delay)
+        await super().send(data)
+
+
+class InstantTransport(RecordingTransport):
+    """``send`` completes without ever yielding (a socket whose buffer has room)."""
+
+    async def send(self, data: str | bytes) -> None:
+        self._record(data)

@@ -86,8 +86,8 @@ class Refuse(WSRegistryError):
     Returning ``None`` from the hook is the same as ``raise Refuse()``.
 
     Args:
-        reason: a short text for the client (HTTP body or close reason; keep
-            it under 120 bytes, the close-frame limit).
+        reason: a short text for the client (HTTP body or close reason; at
+            most 123 bytes in UTF-8, the close-frame limit).
         status: the HTTP status in strict mode (default 403).
         code: the close code in browser-friendly mode (default 4401).
 
@@ -102,6 +102,8 @@ class Refuse(WSRegistryError):
         status: int = 403,
         code: int = CloseCode.UNAUTHORIZED,
     ) -> None:
+        if len(reason.encode("utf-8")) > 123:
+            raise ValueError("reason must fit a close frame: at most 123 bytes in UTF-8")
         if not 400 <= status < 600:
             raise ValueError(f"status must be an HTTP error status (4xx/5xx), got {status}")
         if not (code in (1008, 1011, 1013) or 4000 <= code < 5000):

@@ -1,7 +1,7 @@
 """The life of one admitted socket, shared by every adapter.
 
-An adapter checks the handshake, accepts, and then calls :meth:`Endpoint.run`
-with its transport and a ``receive`` coroutine: ``run`` registers the socket,
+An adapter checks the handshake (``Endpoint._admit``), then calls
+``Endpoint._run`` with its transport and a ``receive`` coroutine: it accepts, registers the socket,
 evicts over-limit connections, runs the application's hooks and the receive
 loop, and unregisters on every exit path (peer close, TCP reset, send error,
 hook exception, cancellation, registry shutdown).
@@ -176,9 +176,13 @@ class Endpoint(Generic[SocketT]):
                         return
                 try:
                     await self._serve(conn, receive, abort_scope)
-                except Exception:
-                    logger.exception("WebSocket handler of %r failed", conn)
-                    await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+                except Exception as exc:
+                    if isinstance(exc, ConnectionClosed) and conn.closed:
+                        # a hook sent on its connection while it was being closed
+                        logger.debug("%r closed while its handler ran: %s", conn, exc)
+                    else:
+                        logger.exception("WebSocket handler of %r failed", conn)
+                        await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
             # Leaving the session unregistered the connection without yielding first,
             # even under cancellation; only then does the application hear of it.
         finally:
@@ -221,6 +225,8 @@ class Endpoint(Generic[SocketT]):
             data = await receive()
             if data is None:
                 return
+            if conn.close_code is not None:
+                continue  # the registry closed it: wait for the socket, drop the rest
             if alive is not None:
                 alive.last = anyio.current_time()
             if policy.too_big(data):

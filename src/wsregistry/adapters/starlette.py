@@ -50,7 +50,10 @@ Server settings that matter (uvicorn names; other servers have equivalents):
   peer that does not answer within ``ws_ping_timeout`` (defaults 20/20;
   ``--ws-ping-interval``/``--ws-ping-timeout``), with ``websockets``,
   ``websockets-sansio`` and ``wsproto`` alike in uvicorn 0.54 (older releases
-  pinged only with the ``websockets`` implementations).
+  had no pings with ``wsproto``). With uvicorn's deprecated legacy
+  ``websockets`` implementation a peer that stopped answering is reported to
+  the app only after a further fixed 10 s close timeout; ``websockets-sansio``
+  and ``wsproto`` report it at once, the app-level heartbeat too.
   On a server without protocol pings, set ``heartbeat_interval`` (and
   ``heartbeat_timeout``): the endpoint then sends ``heartbeat_message`` and
   closes (1011) a peer that sends nothing within the timeout; the client must
@@ -100,7 +103,7 @@ from ._handshake import (
 from ._session import HEARTBEAT_MESSAGE, Endpoint, OnConnection, OnMessage
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from starlette.types import Receive, Scope, Send
 
@@ -240,6 +243,9 @@ class RegistryEndpoint(Endpoint[WebSocket]):
         heartbeat_timeout: close (1011) a peer that sends nothing within this
             many seconds of a heartbeat.
         heartbeat_message: the heartbeat sent (serialised like any message).
+        subprotocols: subprotocols the endpoint speaks, by preference; the
+            first one the client offers is selected at accept (browsers fail a
+            handshake that offered subprotocols and got none back).
 
     Raises:
         TypeError, ValueError: an option has the wrong type or value.
@@ -262,7 +268,11 @@ class RegistryEndpoint(Endpoint[WebSocket]):
         heartbeat_interval: float | None = None,
         heartbeat_timeout: float | None = None,
         heartbeat_message: Any = HEARTBEAT_MESSAGE,
+        subprotocols: Sequence[str] = (),
     ) -> None:
+        if isinstance(subprotocols, str):
+            raise TypeError("subprotocols must be a sequence of names, not a single str")
+        self._subprotocols = tuple(subprotocols)
         super().__init__(
             registry,
             authenticate=authenticate,
@@ -310,13 +320,19 @@ class RegistryEndpoint(Endpoint[WebSocket]):
             data: bytes | None = message.get("bytes")
             return data if data is not None else b""
 
-        await self._run(
-            transport, admitted, receive, accept=websocket.accept, abort_scope=transport._watch
-        )
+        async def accept() -> None:
+            await self._accept(websocket)
+
+        await self._run(transport, admitted, receive, accept=accept, abort_scope=transport._watch)
+
+    async def _accept(self, websocket: WebSocket) -> None:
+        offered = websocket.scope.get("subprotocols") or ()
+        chosen = next((name for name in self._subprotocols if name in offered), None)
+        await websocket.accept(subprotocol=chosen)
 
     async def _refuse(self, websocket: WebSocket, refusal: Refusal) -> None:
         if self.refusal_mode is RefusalMode.CLOSE:
-            await websocket.accept()
+            await self._accept(websocket)
             await websocket.close(refusal.code, refusal.reason)
         elif _DENIAL_EXTENSION in websocket.scope.get("extensions", {}):
             response = PlainTextResponse(refusal.reason, status_code=refusal.status)

@@ -76,6 +76,14 @@ class Server(uvicorn.Server):
 def run(app: Any, *, registry: Registry, **config: Any) -> None:
     """Like ``uvicorn.run(app, **config)``, with :class:`Server`'s graceful shutdown.
 
-    Blocks until the server stops (Ctrl-C / SIGTERM).
+    Serves in this process: ``workers`` and ``reload`` are not supported (run
+    several processes with a shared backend instead). Blocks until the server
+    stops (Ctrl-C / SIGTERM).
+
+    Raises:
+        ValueError: ``workers`` or ``reload`` was given.
     """
+    for option in ("workers", "reload"):
+        if config.get(option):
+            raise ValueError(f"wsregistry.adapters.uvicorn.run() does not support {option}=")
     Server(uvicorn.Config(app, **config), registry=registry).run()

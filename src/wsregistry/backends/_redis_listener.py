@@ -1,7 +1,8 @@
 """The Redis backend's subscription link: one dedicated pub/sub connection.
 
-The link keeps the server's subscriptions equal to :attr:`Listener.wanted`. A
-single sync task turns changes of ``wanted`` into one write of ``SUBSCRIBE`` /
+The link keeps the server's subscriptions equal to :attr:`Listener.wanted`
+(changed through :meth:`Listener.want` and :meth:`Listener.unwant`). A single
+sync task turns the changes into one write of ``SUBSCRIBE`` /
 ``UNSUBSCRIBE`` commands followed by ``PING <token>``; the server answers in
 order, so the pong proves every earlier change is in effect. Callers of
 :meth:`Listener.sync` wait for that pong, which is how "after
@@ -90,6 +91,7 @@ class Listener:
         self.wanted: set[str] = set()
         self.up = False
         self.messages = 0
+        self.reads = 0  # every reply read: progress, for the liveness probe
         self.failures = 0
         self._pool = pool
         self._on_message = on_message
@@ -97,19 +99,29 @@ class Listener:
         self._backoff = backoff
         self._conn: AbstractConnection | None = None
         self._active: set[str] = set()
+        self._touched: set[str] = set()  # channels changed since the last sync
         self._dirty = asyncio.Event()
         self._pending: list[_Waiter] = []
         self._inflight: dict[bytes, list[_Waiter]] = {}
         self._tokens = itertools.count()
         self._lost: asyncio.Future[None] | None = None
+        self._stopped = False
 
     @property
     def subscriptions(self) -> int:
         """Channels the server has confirmed or been asked for on the current link."""
         return len(self._active)
 
-    def changed(self) -> None:
-        """``wanted`` changed: apply it soon (never blocks)."""
+    def want(self, channel: str) -> None:
+        """Subscribe to ``channel`` soon (never blocks)."""
+        self.wanted.add(channel)
+        self._touched.add(channel)
+        self._dirty.set()
+
+    def unwant(self, channel: str) -> None:
+        """Unsubscribe from ``channel`` soon (never blocks)."""
+        self.wanted.discard(channel)
+        self._touched.add(channel)
         self._dirty.set()
 
     async def sync(self, timeout: float) -> bool:
@@ -129,6 +141,12 @@ class Listener:
             return False
         return waiter.ok
 
+    def stop(self) -> None:
+        """Make :meth:`run` return (with the cancellation of its task). Never blocks."""
+        self._stopped = True
+        self._dirty.set()
+        self.rebuild("stopped")
+
     def rebuild(self, reason: str) -> None:
         """Drop the current connection (the loop reconnects). Never blocks."""
         lost = self._lost
@@ -136,8 +154,8 @@ class Listener:
             lost.set_exception(LinkLost(reason))
 
     async def run(self) -> None:
-        """Keep a link up until cancelled. Never returns otherwise."""
-        while True:
+        """Keep a link up until cancelled or stopped."""
+        while not self._stopped:
             error: BaseException | None = None
             try:
                 await self._serve()
@@ -147,10 +165,12 @@ class Listener:
                 logger.exception("pub/sub link failed unexpectedly")
                 error = exc
             finally:
-                if error is not None:
+                if error is not None and not self._stopped:
                     self.failures += 1
                 await self._drop()
                 self._set_up(False, error)
+            if self._stopped:
+                return
             delay = self._backoff.next_delay()
             logger.debug("pub/sub link lost (%r); reconnecting in %.2fs", error, delay)
             await asyncio.sleep(delay)
@@ -175,6 +195,8 @@ class Listener:
         finally:
             for task in (reader, writer):
                 task.cancel()
+            # Closing the socket also ends a read that swallowed its cancellation.
+            await conn.disconnect(nowait=True)
             await asyncio.gather(reader, writer, return_exceptions=True)
 
     async def _drop(self) -> None:
@@ -208,13 +230,21 @@ class Listener:
 
     async def _write(self, conn: AbstractConnection) -> None:
         self._dirty.set()  # subscribe to everything on a fresh link
-        while True:
+        fresh = True
+        while not self._stopped:
             await self._dirty.wait()
             self._dirty.clear()
-            wanted = self.wanted
-            add = sorted(wanted - self._active)
-            remove = sorted(self._active - wanted)
-            self._active = set(wanted)
+            wanted, active = self.wanted, self._active
+            touched, self._touched = self._touched, set()
+            if fresh:  # a new connection: everything
+                fresh = False
+                add, remove = list(wanted), []
+                active.update(add)
+            else:  # what changed: O(changes), not O(subscriptions)
+                add = [ch for ch in touched if ch in wanted and ch not in active]
+                remove = [ch for ch in touched if ch not in wanted and ch in active]
+                active.update(add)
+                active.difference_update(remove)
             token = b"wsr-%d" % next(self._tokens)
             self._inflight[token] = self._pending
             self._pending = []
@@ -227,10 +257,11 @@ class Listener:
 
     async def _read(self, conn: AbstractConnection) -> None:
         on_message = self._on_message
-        while True:
+        while not self._stopped:
             response = await conn.read_response(
                 timeout=math.inf, disconnect_on_error=False, push_request=True
             )
+            self.reads += 1
             if not isinstance(response, list) or not response:
                 continue
             kind = response[0]
