@@ -142,11 +142,15 @@ class Registry:
         """Start the registry and its backend.
 
         Raises:
-            RuntimeError: the registry was already started.
+            RegistryClosed: the registry was already started (it is running or
+                closed; a ``RuntimeError`` too). A registry is started once:
+                create a new one for each run (e.g. each ``anyio.run``).
             BackendUnavailable: the backend could not start.
         """
         if self._state is not _State.NEW:
-            raise RuntimeError("a Registry can be started only once; create a new one")
+            raise RegistryClosed(
+                "__aenter__", "a Registry can be started only once; create a new one"
+            )
         self._loop = LoopHandle()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
