@@ -1,0 +1,318 @@
+"""Black-box tests of the adapters with real uvicorn / websockets servers and clients.
+
+Written from DESIGN.md ("Adapters must") and the adapters' module docstrings only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import uvicorn
+import websockets
+from fastapi import APIRouter, FastAPI, WebSocket
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from wsregistry import Connection, Registry
+from wsregistry.adapters import uvicorn as wsr_uvicorn
+from wsregistry.adapters.fastapi import RegistryDep, registry_lifespan
+from wsregistry.adapters.starlette import Identity, RegistryEndpoint
+from wsregistry.adapters.websockets import serve
+
+pytestmark = pytest.mark.anyio
+
+ORIGIN = "https://app.example.com"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def until(pred: Any, timeout: float = 5) -> None:
+    with anyio.fail_after(timeout):
+        while not pred():  # noqa: ASYNC110
+            await anyio.sleep(0.005)
+
+
+async def token_auth(ws: Any) -> Identity | None:
+    # Starlette WebSocket has query_params; websockets ServerConnection has request.path
+    if hasattr(ws, "query_params"):
+        token = ws.query_params.get("token")
+    else:
+        path = ws.request.path
+        token = path.split("token=", 1)[1] if "token=" in path else None
+    if not token:
+        return None
+    return Identity(key=token, groups={"lobby"}, metadata={"via": "token"})
+
+
+@contextlib.asynccontextmanager
+async def run_uvicorn(app: Any, registry: Registry | None = None, **kw: Any) -> AsyncIterator[int]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **kw)
+    server = wsr_uvicorn.Server(config, registry=registry) if registry else uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        await until(lambda: server.started or task.done())
+        assert server.started
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield port
+    finally:
+        server.should_exit = True
+        with anyio.fail_after(15):
+            await task
+
+
+def starlette_app(registry: Registry, **options: Any) -> Starlette:
+    async def on_message(conn: Connection, data: str | bytes) -> None:
+        await registry.broadcast({"from": conn.key, "data": data}, group="lobby")
+
+    endpoint = RegistryEndpoint(
+        registry, authenticate=token_auth, on_message=on_message, **options
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with registry:
+            yield
+
+    return Starlette(routes=[WebSocketRoute("/ws", endpoint)], lifespan=lifespan)
+
+
+@pytest.mark.parametrize("ws_impl", ["auto", "websockets-sansio", "wsproto"])
+async def test_starlette_accept_send_receive_cleanup(ws_impl: str) -> None:
+    registry = Registry()
+    async with run_uvicorn(starlette_app(registry), ws=ws_impl) as port:
+        url = f"ws://127.0.0.1:{port}/ws?token=alice"
+        async with connect(url) as c1, connect(url) as c2:
+            await until(lambda: len(registry.lookup("alice")) == 2)
+            conn = registry.lookup("alice")[0]
+            assert conn.metadata["via"] == "token"
+            assert "lobby" in conn.groups
+            assert await registry.send("alice", {"type": "notice"}) == 2
+            assert json.loads(await c1.recv()) == {"type": "notice"}
+            assert json.loads(await c2.recv()) == {"type": "notice"}
+            await registry.send("alice", b"\x01\x02")
+            assert await c1.recv() == b"\x01\x02"
+            assert await c2.recv() == b"\x01\x02"
+            await c1.send("hi")
+            assert json.loads(await c2.recv()) == {"from": "alice", "data": "hi"}
+        await until(lambda: registry.lookup("alice") == ())
+        assert registry.stats().connections == 0
+        assert registry.stats().groups == 0
+
+
+@pytest.mark.parametrize("ws_impl", ["auto", "websockets-sansio", "wsproto"])
+async def test_starlette_refuses_before_accept_with_403(ws_impl: str) -> None:
+    registry = Registry()
+    app = starlette_app(registry, allowed_origins=[ORIGIN])
+    async with run_uvicorn(app, ws=ws_impl) as port:
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(f"ws://127.0.0.1:{port}/ws"):
+                pass
+        assert info.value.response.status_code == 403
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(
+                f"ws://127.0.0.1:{port}/ws?token=bob", origin="https://evil.example"  # type: ignore[arg-type]
+            ):
+                pass
+        assert info.value.response.status_code == 403
+        async with connect(f"ws://127.0.0.1:{port}/ws?token=bob", origin=ORIGIN):  # type: ignore[arg-type]
+            await until(lambda: len(registry.lookup("bob")) == 1)
+        await until(lambda: registry.stats().connections == 0)
+
+
+async def test_starlette_close_mode_uses_1008_or_44xx() -> None:
+    registry = Registry()
+    async with run_uvicorn(starlette_app(registry, refusal="close")) as port:
+        async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+        rcvd = info.value.rcvd
+        assert rcvd is not None
+        assert rcvd.code == 1008 or 4400 <= rcvd.code < 4500
+
+
+async def test_starlette_inbound_size_limit() -> None:
+    registry = Registry()
+    async with run_uvicorn(starlette_app(registry, max_message_size=1000)) as port:
+        async with connect(f"ws://127.0.0.1:{port}/ws?token=big") as ws:
+            await until(lambda: len(registry.lookup("big")) == 1)
+            await ws.send("x" * 5000)
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+        await until(lambda: registry.lookup("big") == ())
+
+
+async def test_starlette_tcp_reset_unregisters() -> None:
+    registry = Registry()
+    async with run_uvicorn(starlette_app(registry)) as port:
+        ws = await connect(f"ws://127.0.0.1:{port}/ws?token=rst")
+        await until(lambda: len(registry.lookup("rst")) == 1)
+        sock = ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        ws.transport.abort()
+        await until(lambda: registry.lookup("rst") == ())
+
+
+async def test_uvicorn_server_shutdown_closes_with_1001() -> None:
+    registry = Registry()
+    app = starlette_app(registry)
+    got: list[Any] = []
+    async with run_uvicorn(app, registry=registry) as port:
+        ws = await connect(f"ws://127.0.0.1:{port}/ws?token=bye")
+        await until(lambda: len(registry.lookup("bye")) == 1)
+        await registry.send("bye", "last words")
+    got.append(await ws.recv())
+    with pytest.raises(ConnectionClosed) as info:
+        await ws.recv()
+    assert got == ["last words"]
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+
+
+async def test_fastapi_lifespan_dependency_and_route() -> None:
+    registry = Registry()
+    chat = RegistryEndpoint(registry, authenticate=token_auth)
+    router = APIRouter()
+    router.add_api_websocket_route("/ws", chat.handle)
+
+    @router.post("/notify/{user_id}")
+    async def notify(user_id: str, registry: RegistryDep) -> dict[str, int]:
+        return {"delivered": await registry.send(user_id, {"type": "notice"})}
+
+    @router.websocket("/own")
+    async def own(websocket: WebSocket) -> None:
+        await chat.handle(websocket)
+
+    app = FastAPI(lifespan=registry_lifespan(registry))
+    app.include_router(router)
+    async with run_uvicorn(app) as port:
+        async with connect(f"ws://127.0.0.1:{port}/ws?token=42") as a, connect(
+            f"ws://127.0.0.1:{port}/own?token=42"
+        ) as b:
+            await until(lambda: len(registry.lookup("42")) == 2)
+            async with httpx.AsyncClient() as http:
+                r = await http.post(f"http://127.0.0.1:{port}/notify/42")
+            assert r.json() == {"delivered": 2}
+            assert json.loads(await a.recv()) == {"type": "notice"}
+            assert json.loads(await b.recv()) == {"type": "notice"}
+        await until(lambda: registry.stats().connections == 0)
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(f"ws://127.0.0.1:{port}/ws"):
+                pass
+        assert info.value.response.status_code == 403
+
+
+async def test_websockets_serve_end_to_end() -> None:
+    async with Registry() as registry:
+        async def on_message(conn: Connection, data: str | bytes) -> None:
+            await registry.broadcast(data, exclude=conn)
+
+        async with serve(
+            registry,
+            "127.0.0.1",
+            0,
+            authenticate=token_auth,
+            on_message=on_message,
+            allowed_origins=[ORIGIN],
+            max_message_size=1000,
+        ) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            base = f"ws://127.0.0.1:{port}/ws"
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(base):
+                    pass
+            assert info.value.response.status_code == 403
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(base + "?token=x", origin="https://evil.example"):  # type: ignore[arg-type]
+                    pass
+            assert info.value.response.status_code == 403
+            async with connect(base + "?token=a") as a, connect(base + "?token=b") as b:
+                await until(lambda: registry.stats().connections == 2)
+                await a.send("hello")
+                assert await b.recv() == "hello"
+                assert await registry.send("a", {"n": 1}) == 1
+                assert json.loads(await a.recv()) == {"n": 1}
+                await b.send("y" * 5000)
+                with pytest.raises(ConnectionClosed) as closed:
+                    await b.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+                await until(lambda: registry.lookup("b") == ())
+            await until(lambda: registry.stats().connections == 0)
+            last = await connect(base + "?token=z")
+            await until(lambda: len(registry.lookup("z")) == 1)
+            await registry.send("z", "bye")
+        assert await last.recv() == "bye"
+        with pytest.raises(ConnectionClosed) as closed:
+            await last.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+
+async def test_websockets_heartbeat_drops_silent_peer() -> None:
+    async with Registry(close_timeout=0.5) as registry:
+        async with serve(
+            registry, "127.0.0.1", 0, authenticate=token_auth, ping_interval=0.2, ping_timeout=0.2
+        ) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            # a raw client that completes the handshake and then never reads again
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(
+                b"GET /ws?token=mute HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            try:
+                await until(lambda: len(registry.lookup("mute")) == 1)
+                await until(lambda: registry.lookup("mute") == (), timeout=5)
+            finally:
+                s.close()
+
+
+async def test_websockets_serve_tcp_reset_unregisters() -> None:
+    async with Registry() as registry:
+        async with serve(registry, "127.0.0.1", 0, authenticate=token_auth) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            ws = await connect(f"ws://127.0.0.1:{port}/?token=r")
+            await until(lambda: len(registry.lookup("r")) == 1)
+            sock = ws.transport.get_extra_info("socket")
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            ws.transport.abort()
+            await until(lambda: registry.lookup("r") == ())
+
+
+async def test_websockets_transport_by_hand() -> None:
+    """The transport wrapping an accepted connection in a user's own handler."""
+    from websockets.asyncio.server import ServerConnection
+    from websockets.asyncio.server import serve as ws_serve
+
+    from wsregistry.adapters.websockets import WebsocketsTransport
+
+    async with Registry() as registry:
+
+        async def handler(ws: ServerConnection) -> None:
+            async with registry.session(WebsocketsTransport(ws), key="hand") as conn:
+                async for msg in ws:
+                    await conn.send(msg)
+
+        async with ws_serve(handler, "127.0.0.1", 0) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}") as c:
+                await c.send("echo")
+                assert await c.recv() == "echo"
+                await registry.send("hand", [1, 2])
+                assert json.loads(await c.recv()) == [1, 2]
+            await until(lambda: registry.lookup("hand") == ())
+        assert websockets.__version__
