@@ -322,9 +322,12 @@ class Registry:
 
         Raises:
             TypeError: ``conn`` is not a :class:`Connection`.
+            ValueError: ``conn`` belongs to another registry (nothing changes).
         """
         if not isinstance(conn, Connection):
             raise TypeError(f"disconnect() takes a Connection, got {type(conn).__name__}")
+        if conn._registry is not self:
+            raise ValueError(f"{conn!r} belongs to another registry")
         self._forget(conn, code=None)
         await anyio.lowlevel.checkpoint()
 
@@ -335,9 +338,12 @@ class Registry:
 
         Raises:
             TypeError: ``conn`` is not a :class:`Connection`.
+            ValueError: ``conn`` belongs to another registry (nothing changes).
         """
         if not isinstance(conn, Connection):
             raise TypeError(f"disconnect_nowait() takes a Connection, got {type(conn).__name__}")
+        if conn._registry is not self:
+            raise ValueError(f"{conn!r} belongs to another registry")
         self._forget(conn, code=None)
 
     @asynccontextmanager
