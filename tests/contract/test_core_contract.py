@@ -500,3 +500,34 @@ async def test_concurrent_churn_and_broadcast() -> None:
         await until(lambda: len(steady.frames) == 200)
         s = registry.stats()
         assert (s.connections, s.keys, s.groups) == (1, 1, 1)
+
+
+async def test_disconnect_with_another_registrys_connection_changes_nothing() -> None:
+    async with Registry() as a, Registry() as b:
+        t = Sock()
+        ca = await a.connect(t, key="k", groups={"g"})
+        with pytest.raises(ValueError, match="another registry"):
+            await b.disconnect(ca)
+        with pytest.raises(ValueError, match="another registry"):
+            b.disconnect_nowait(ca)
+        assert not ca.closed
+        assert a.lookup("k") == (ca,)
+        assert await a.broadcast("x", group="g") == 1
+        await until(lambda: t.frames == ["x"])
+        await ca.close()
+        assert ca.closed and a.lookup("k") == ()
+        assert t.closed_with == (1000, "")
+
+
+async def test_defaults_of_a_connection() -> None:
+    async with Registry() as registry:
+        meta = {"a": 1}
+        c = await registry.connect(Sock(), key=5, metadata=meta)
+        meta["a"] = 2
+        assert c.metadata == {"a": 1}
+        assert c.groups == set()
+        c2 = await registry.connect(Sock(), key=5)
+        assert c2.metadata == {}
+        assert c.connected_at <= c2.connected_at
+        with pytest.raises(TypeError):
+            await registry.connect(Sock(), key=True)
