@@ -1,0 +1,153 @@
+"""Black-box cluster tests over the shared Redis (DESIGN.md semantics 8), asyncio only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+
+from wsregistry import Registry
+from wsregistry.backends.redis import RedisBackend
+from wsregistry.errors import NotConnected
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def ns() -> str:
+    return "wsr-audit-" + uuid.uuid4().hex[:10]
+
+
+class Sock:
+    def __init__(self) -> None:
+        self.frames: list[str | bytes] = []
+        self.closed_with: tuple[int, str] | None = None
+
+    async def send(self, data: str | bytes) -> None:
+        self.frames.append(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+
+
+async def until(pred: Any, timeout: float = 5) -> None:
+    with anyio.fail_after(timeout):
+        while not pred():  # noqa: ASYNC110
+            await anyio.sleep(0.005)
+
+
+async def test_two_registries_exactly_once(ns: str) -> None:
+    a = Registry(backend=RedisBackend(URL, namespace=ns))
+    b = Registry(backend=RedisBackend(URL, namespace=ns))
+    async with a, b:
+        ta1, ta2, tb = Sock(), Sock(), Sock()
+        await a.connect(ta1, key="user-42", groups={"admins"})
+        await a.connect(ta2, key=7)
+        cb = await b.connect(tb, key="user-42", groups={"admins"})
+        # send from a: one local connection counted, b's connection reached too
+        assert await a.send("user-42", {"type": "notice"}) == 1
+        await until(lambda: len(tb.frames) == 1)
+        assert json.loads(tb.frames[0]) == {"type": "notice"}
+        # from b to a key that only lives on a
+        assert await b.send(7, "hi", require=True) == 0
+        await until(lambda: ta2.frames == ["hi"])
+        with pytest.raises(NotConnected):
+            await b.send("nobody", "x", require=True)
+        assert await b.is_online(7)
+        assert await a.is_online("user-42")
+        assert not await a.is_online("nobody")
+        await b.broadcast("all")
+        await b.broadcast("adm", group="admins", exclude=cb)
+        await until(lambda: ta1.frames[-1:] == ["adm"] and "all" in ta2.frames)
+        await until(lambda: "all" in tb.frames)
+        # exactly once: give the broker time to deliver any duplicate
+        await a.send("user-42", "ping-1")
+        await b.send("user-42", "ping-2")
+        await until(lambda: tb.frames.count("ping-2") == 1 and ta1.frames.count("ping-1") == 1)
+        await until(lambda: tb.frames.count("ping-1") == 1 and ta1.frames.count("ping-2") == 1)
+        marker_a, marker_b = Sock(), Sock()
+        await a.connect(marker_a, key="m")
+        await b.connect(marker_b, key="m")
+        await a.send("m", "fence")
+        await until(lambda: marker_b.frames == ["fence"])
+        assert tb.frames.count("ping-1") == 1 and tb.frames.count("ping-2") == 1
+        assert ta1.frames.count("ping-1") == 1 and ta1.frames.count("ping-2") == 1
+        assert tb.frames.count("adm") == 0
+        assert a.stats().backend_errors == 0 and b.stats().backend_errors == 0
+        # disconnect on b: presence follows
+        await b.disconnect(cb)
+        assert await a.is_online("user-42")  # still on a
+        assert not await b.is_online("nobody")
+    assert tb.closed_with is None  # disconnect does not close the socket
+    assert ta1.closed_with is not None and ta1.closed_with[0] == 1001
+
+
+async def test_presence_follows_disconnect_across_nodes(ns: str) -> None:
+    a = Registry(backend=RedisBackend(URL, namespace=ns))
+    b = Registry(backend=RedisBackend(URL, namespace=ns))
+    async with a, b:
+        c = await a.connect(Sock(), key="p")
+        assert await b.is_online("p")
+        await a.disconnect(c)
+        await until_async(lambda: b.is_online("p"), False)
+
+
+async def until_async(fn: Any, value: Any, timeout: float = 5) -> None:
+    with anyio.fail_after(timeout):
+        while await fn() != value:
+            await anyio.sleep(0.01)
+
+
+CHILD = textwrap.dedent(
+    """
+    import anyio, sys
+    from wsregistry import Registry
+    from wsregistry.backends.redis import RedisBackend
+
+    class Sock:
+        async def send(self, data): pass
+        async def close(self, code, reason): pass
+
+    async def main():
+        backend = RedisBackend(sys.argv[1], namespace=sys.argv[2], heartbeat_interval=0.2)
+        async with Registry(backend=backend) as r:
+            await r.connect(Sock(), key="crashy")
+            print("ready", flush=True)
+            await anyio.sleep_forever()
+
+    anyio.run(main)
+    """
+)
+
+
+async def test_crashed_process_leaves_presence_within_timeout(ns: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, URL, ns], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = await anyio.to_thread.run_sync(proc.stdout.readline)
+        assert line.strip() == "ready"
+        async with Registry(backend=RedisBackend(URL, namespace=ns)) as reader:
+            assert await reader.is_online("crashy")
+            os.kill(proc.pid, signal.SIGKILL)
+            # the child's presence_timeout is 3 x 0.2 s
+            await until_async(lambda: reader.is_online("crashy"), False, timeout=3)
+    finally:
+        proc.kill()
+        proc.wait()
