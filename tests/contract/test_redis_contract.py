@@ -151,3 +151,71 @@ async def test_crashed_process_leaves_presence_within_timeout(ns: str) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _start_redis(port: int, tmp: str) -> subprocess.Popen[bytes]:
+    import redis
+
+    proc = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+         "--appendonly", "no", "--dir", tmp],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    try:
+        for _ in range(1000):
+            try:
+                client.ping()
+                return proc
+            except redis.ConnectionError:
+                import time
+
+                time.sleep(0.01)
+        raise RuntimeError("redis-server did not start")
+    finally:
+        client.close()
+
+
+async def test_broker_outage_keeps_local_delivery_and_recovers(tmp_path: Any) -> None:
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    proc = _start_redis(port, str(tmp_path))
+    try:
+        a = Registry(backend=RedisBackend(url, reconnect_backoff=(0.05, 0.2)))
+        b = Registry(backend=RedisBackend(url, reconnect_backoff=(0.05, 0.2)))
+        async with a, b:
+            ta, tb = Sock(), Sock()
+            await a.connect(ta, key="local")
+            await b.connect(tb, key="remote")
+            proc.kill()
+            proc.wait()
+            await until(lambda: not a.stats().backend.connected, timeout=10)
+            # local delivery goes on, no exception reaches the app
+            assert await a.send("local", "still here") == 1
+            assert await a.broadcast("bcast") == 1
+            assert await a.send("remote", "lost?") == 0
+            await until(lambda: ta.frames == ["still here", "bcast"])
+            assert a.stats().backend_errors > 0
+            proc = _start_redis(port, str(tmp_path))
+            await until(
+                lambda: a.stats().backend.connected and b.stats().backend.connected, timeout=10
+            )
+            # presence re-asserted and cross-node delivery back
+            await until_async(lambda: a.is_online("remote"), True, timeout=10)
+            with anyio.fail_after(10):
+                while "back" not in tb.frames:
+                    await a.send("remote", "back")
+                    await anyio.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
