@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -316,3 +317,47 @@ async def test_websockets_transport_by_hand() -> None:
                 assert json.loads(await c.recv()) == [1, 2]
             await until(lambda: registry.lookup("hand") == ())
         assert websockets.__version__
+
+
+@pytest.mark.parametrize("server_kind", ["uvicorn", "websockets"])
+async def test_slow_real_client_does_not_delay_others(server_kind: str) -> None:
+    """A real client that stops reading: the others get every message at once; the slow
+    one is closed by the overflow policy (1013) once its queue is full."""
+    registry = Registry(max_queue_bytes=256 * 1024, drain_timeout=0.5, close_timeout=0.5)
+
+    @contextlib.asynccontextmanager
+    async def server() -> AsyncIterator[int]:
+        if server_kind == "uvicorn":
+            async with run_uvicorn(starlette_app(registry)) as port:
+                yield port
+        else:
+            async with registry, serve(registry, "127.0.0.1", 0, authenticate=token_auth) as srv:
+                yield next(iter(srv.sockets)).getsockname()[1]
+
+    async with server() as port:
+        base = f"ws://127.0.0.1:{port}/ws"
+        # max_queue=1: the client stops reading from TCP as soon as one frame waits; a small
+        # receive buffer keeps loopback autotuning (up to 32 MiB here) from hiding the stall
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16_384)
+        raw.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", port))
+        slow = await connect(base + "?token=slow", max_queue=1, sock=raw)
+        async with connect(base + "?token=fast", max_size=None) as fast:
+            await until(lambda: registry.stats().connections == 2)
+            slow_conn = registry.lookup("slow")[0]
+            received = 0
+            with anyio.fail_after(10):
+                # random payloads: permessage-deflate would shrink repeated ones to nothing
+                for i in range(800):  # 13 MB: far more than the socket buffers + queue bound
+                    await registry.broadcast(i.to_bytes(4, "big") + os.urandom(16_384))
+                    if i % 50 == 49:
+                        while received <= i:
+                            msg = await fast.recv()
+                            assert msg[:4] == received.to_bytes(4, "big")
+                            received += 1
+                assert received == 800
+            await until(lambda: slow_conn.closed, timeout=5)
+            assert registry.stats().slow_consumer_closes == 1
+            assert slow_conn.close_code == 1013
+        slow.transport.abort()
