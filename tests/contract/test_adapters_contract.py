@@ -361,3 +361,63 @@ async def test_slow_real_client_does_not_delay_others(server_kind: str) -> None:
             assert registry.stats().slow_consumer_closes == 1
             assert slow_conn.close_code == 1013
         slow.transport.abort()
+
+
+async def test_starlette_hooks_app_heartbeat_and_handler_errors() -> None:
+    registry = Registry()
+    events: list[tuple[str, Any]] = []
+
+    async def on_connect(conn: Connection) -> None:
+        events.append(("connect", conn.key))
+
+    async def on_disconnect(conn: Connection) -> None:
+        events.append(("disconnect", conn.key))
+
+    async def on_message(conn: Connection, data: str | bytes) -> None:
+        if data == "boom":
+            raise RuntimeError("application bug")
+
+    endpoint = RegistryEndpoint(
+        registry,
+        authenticate=token_auth,
+        on_message=on_message,
+        on_connect=on_connect,
+        on_disconnect=on_disconnect,
+        heartbeat_interval=0.1,
+        heartbeat_timeout=0.3,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with registry:
+            yield
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)], lifespan=lifespan)
+    async with run_uvicorn(app) as port:
+        async with connect(f"ws://127.0.0.1:{port}/ws?token=err") as ws:
+            await until(lambda: ("connect", "err") in events)
+            await ws.send("boom")
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    await ws.recv()  # heartbeats may arrive first
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+        await until(lambda: ("disconnect", "err") in events)
+        assert registry.lookup("err") == ()
+        # a peer that never answers the app-level heartbeat is closed with 1011
+        async with connect(f"ws://127.0.0.1:{port}/ws?token=mute", max_queue=None) as mute:
+            await until(lambda: len(registry.lookup("mute")) == 1)
+            await until(lambda: registry.lookup("mute") == (), timeout=3)
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    await mute.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+        # a peer that answers stays
+        async with connect(f"ws://127.0.0.1:{port}/ws?token=chatty") as chatty:
+            await until(lambda: len(registry.lookup("chatty")) == 1)
+            with anyio.move_on_after(0.8):
+                while True:
+                    await chatty.recv()
+                    await chatty.send("pong")
+            assert len(registry.lookup("chatty")) == 1
+        await until(lambda: events.count(("disconnect", "chatty")) == 1)
+        assert events.count(("connect", "chatty")) == 1
