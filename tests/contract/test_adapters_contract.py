@@ -59,10 +59,12 @@ async def token_auth(ws: Any) -> Identity | None:
 
 
 @contextlib.asynccontextmanager
-async def run_uvicorn(app: Any, registry: Registry | None = None, **kw: Any) -> AsyncIterator[int]:
+async def run_uvicorn(
+    app: Any, registry: Registry | None = None, sock: socket.socket | None = None, **kw: Any
+) -> AsyncIterator[int]:
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **kw)
     server = wsr_uvicorn.Server(config, registry=registry) if registry else uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
     try:
         await until(lambda: server.started or task.done())
         assert server.started
