@@ -17,7 +17,6 @@ import anyio
 import httpx
 import pytest
 import uvicorn
-import websockets
 from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
@@ -30,6 +29,8 @@ from wsregistry.adapters.fastapi import RegistryDep, registry_lifespan
 from wsregistry.adapters.starlette import Identity, RegistryEndpoint
 from wsregistry.adapters.websockets import serve
 
+from .support import until
+
 pytestmark = pytest.mark.anyio
 
 ORIGIN = "https://app.example.com"
@@ -38,12 +39,6 @@ ORIGIN = "https://app.example.com"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def until(pred: Any, timeout: float = 5) -> None:
-    with anyio.fail_after(timeout):
-        while not pred():  # noqa: ASYNC110
-            await anyio.sleep(0.005)
 
 
 async def token_auth(ws: Any) -> Identity | None:
@@ -76,13 +71,17 @@ async def run_uvicorn(
             await task
 
 
+async def drain(ws: Any) -> None:
+    """Read until the connection closes (raises ``ConnectionClosed``)."""
+    while True:
+        await ws.recv()
+
+
 def starlette_app(registry: Registry, **options: Any) -> Starlette:
     async def on_message(conn: Connection, data: str | bytes) -> None:
         await registry.broadcast({"from": conn.key, "data": data}, group="lobby")
 
-    endpoint = RegistryEndpoint(
-        registry, authenticate=token_auth, on_message=on_message, **options
-    )
+    endpoint = RegistryEndpoint(registry, authenticate=token_auth, on_message=on_message, **options)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -126,7 +125,8 @@ async def test_starlette_refuses_before_accept_with_403(ws_impl: str) -> None:
         assert info.value.response.status_code == 403
         with pytest.raises(InvalidStatus) as info:
             async with connect(
-                f"ws://127.0.0.1:{port}/ws?token=bob", origin="https://evil.example"  # type: ignore[arg-type]
+                f"ws://127.0.0.1:{port}/ws?token=bob",
+                origin="https://evil.example",  # type: ignore[arg-type]
             ):
                 pass
         assert info.value.response.status_code == 403
@@ -154,7 +154,8 @@ async def test_starlette_inbound_size_limit() -> None:
             await ws.send("x" * 5000)
             with pytest.raises(ConnectionClosed) as info:
                 await ws.recv()
-        assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 1009
         await until(lambda: registry.lookup("big") == ())
 
 
@@ -181,7 +182,8 @@ async def test_uvicorn_server_shutdown_closes_with_1001() -> None:
     with pytest.raises(ConnectionClosed) as info:
         await ws.recv()
     assert got == ["last words"]
-    assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1001
 
 
 async def test_fastapi_lifespan_dependency_and_route() -> None:
@@ -201,9 +203,10 @@ async def test_fastapi_lifespan_dependency_and_route() -> None:
     app = FastAPI(lifespan=registry_lifespan(registry))
     app.include_router(router)
     async with run_uvicorn(app) as port:
-        async with connect(f"ws://127.0.0.1:{port}/ws?token=42") as a, connect(
-            f"ws://127.0.0.1:{port}/own?token=42"
-        ) as b:
+        async with (
+            connect(f"ws://127.0.0.1:{port}/ws?token=42") as a,
+            connect(f"ws://127.0.0.1:{port}/own?token=42") as b,
+        ):
             await until(lambda: len(registry.lookup("42")) == 2)
             async with httpx.AsyncClient() as http:
                 r = await http.post(f"http://127.0.0.1:{port}/notify/42")
@@ -219,6 +222,7 @@ async def test_fastapi_lifespan_dependency_and_route() -> None:
 
 async def test_websockets_serve_end_to_end() -> None:
     async with Registry() as registry:
+
         async def on_message(conn: Connection, data: str | bytes) -> None:
             await registry.broadcast(data, exclude=conn)
 
@@ -250,7 +254,8 @@ async def test_websockets_serve_end_to_end() -> None:
                 await b.send("y" * 5000)
                 with pytest.raises(ConnectionClosed) as closed:
                     await b.recv()
-                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == 1009
                 await until(lambda: registry.lookup("b") == ())
             await until(lambda: registry.stats().connections == 0)
             last = await connect(base + "?token=z")
@@ -259,41 +264,44 @@ async def test_websockets_serve_end_to_end() -> None:
         assert await last.recv() == "bye"
         with pytest.raises(ConnectionClosed) as closed:
             await last.recv()
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1001
 
 
 async def test_websockets_heartbeat_drops_silent_peer() -> None:
-    async with Registry(close_timeout=0.5) as registry:
-        async with serve(
+    async with (
+        Registry(close_timeout=0.5) as registry,
+        serve(
             registry, "127.0.0.1", 0, authenticate=token_auth, ping_interval=0.2, ping_timeout=0.2
-        ) as server:
-            port = next(iter(server.sockets)).getsockname()[1]
-            # a raw client that completes the handshake and then never reads again
-            s = socket.create_connection(("127.0.0.1", port))
-            s.sendall(
-                b"GET /ws?token=mute HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                b"Sec-WebSocket-Version: 13\r\n\r\n"
-            )
-            try:
-                await until(lambda: len(registry.lookup("mute")) == 1)
-                await until(lambda: registry.lookup("mute") == (), timeout=5)
-            finally:
-                s.close()
+        ) as server,
+    ):
+        port = next(iter(server.sockets)).getsockname()[1]
+        # a raw client that completes the handshake and then never reads again
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(
+            b"GET /ws?token=mute HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        try:
+            await until(lambda: len(registry.lookup("mute")) == 1)
+            await until(lambda: registry.lookup("mute") == (), limit=5)
+        finally:
+            s.close()
 
 
 async def test_websockets_serve_tcp_reset_unregisters() -> None:
-    async with Registry() as registry:
-        async with serve(registry, "127.0.0.1", 0, authenticate=token_auth) as server:
-            port = next(iter(server.sockets)).getsockname()[1]
-            ws = await connect(f"ws://127.0.0.1:{port}/?token=r")
-            await until(lambda: len(registry.lookup("r")) == 1)
-            sock = ws.transport.get_extra_info("socket")
-            sock.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-            )
-            ws.transport.abort()
-            await until(lambda: registry.lookup("r") == ())
+    async with (
+        Registry() as registry,
+        serve(registry, "127.0.0.1", 0, authenticate=token_auth) as server,
+    ):
+        port = next(iter(server.sockets)).getsockname()[1]
+        ws = await connect(f"ws://127.0.0.1:{port}/?token=r")
+        await until(lambda: len(registry.lookup("r")) == 1)
+        sock = ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        ws.transport.abort()
+        await until(lambda: registry.lookup("r") == ())
 
 
 async def test_websockets_transport_by_hand() -> None:
@@ -318,7 +326,6 @@ async def test_websockets_transport_by_hand() -> None:
                 await registry.send("hand", [1, 2])
                 assert json.loads(await c.recv()) == [1, 2]
             await until(lambda: registry.lookup("hand") == ())
-        assert websockets.__version__
 
 
 @pytest.mark.parametrize("server_kind", ["uvicorn", "websockets"])
@@ -359,7 +366,7 @@ async def test_slow_real_client_does_not_delay_others(server_kind: str) -> None:
                             assert msg[:4] == received.to_bytes(4, "big")
                             received += 1
                 assert received == 800
-            await until(lambda: slow_conn.closed, timeout=5)
+            await until(lambda: slow_conn.closed, limit=5)
             assert registry.stats().slow_consumer_closes == 1
             assert slow_conn.close_code == 1013
         slow.transport.abort()
@@ -400,19 +407,19 @@ async def test_starlette_hooks_app_heartbeat_and_handler_errors() -> None:
             await until(lambda: ("connect", "err") in events)
             await ws.send("boom")
             with pytest.raises(ConnectionClosed) as info:
-                while True:
-                    await ws.recv()  # heartbeats may arrive first
-            assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+                await drain(ws)  # heartbeats may arrive first
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1011
         await until(lambda: ("disconnect", "err") in events)
         assert registry.lookup("err") == ()
         # a peer that never answers the app-level heartbeat is closed with 1011
         async with connect(f"ws://127.0.0.1:{port}/ws?token=mute", max_queue=None) as mute:
             await until(lambda: len(registry.lookup("mute")) == 1)
-            await until(lambda: registry.lookup("mute") == (), timeout=3)
+            await until(lambda: registry.lookup("mute") == (), limit=3)
             with pytest.raises(ConnectionClosed) as info:
-                while True:
-                    await mute.recv()
-            assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+                await drain(mute)
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1011
         # a peer that answers stays
         async with connect(f"ws://127.0.0.1:{port}/ws?token=chatty") as chatty:
             await until(lambda: len(registry.lookup("chatty")) == 1)

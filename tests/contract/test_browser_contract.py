@@ -20,7 +20,10 @@ from starlette.routing import Route, WebSocketRoute
 from wsregistry import Connection, Registry
 from wsregistry.adapters.starlette import Identity, RegistryEndpoint
 
-from .test_adapters_contract import run_uvicorn, until
+from .support import until
+from .test_adapters_contract import run_uvicorn
+
+CHROMIUM = Path("/usr/bin/chromium")
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -41,9 +44,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture
+def chromium() -> str:
+    assert CHROMIUM.exists(), "Chromium is missing"
+    return str(CHROMIUM)
+
+
 @pytest.mark.parametrize("refusal", ["http", "close"])
-async def test_browser_origin_allow_list_and_delivery(refusal: str) -> None:
-    assert Path("/usr/bin/chromium").exists()
+async def test_browser_origin_allow_list_and_delivery(refusal: str, chromium: str) -> None:
     registry = Registry()
     inbound: list[Any] = []
     sock = socket.socket()
@@ -73,21 +81,19 @@ async def test_browser_origin_allow_list_and_delivery(refusal: str) -> None:
         async with registry:
             yield
 
-    app = Starlette(
-        routes=[Route("/", page), WebSocketRoute("/ws", endpoint)], lifespan=lifespan
-    )
+    app = Starlette(routes=[Route("/", page), WebSocketRoute("/ws", endpoint)], lifespan=lifespan)
     async with run_uvicorn(app, sock=sock), async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox"]
+            executable_path=chromium, args=["--headless", "--no-sandbox"]
         )
         try:
             good = await browser.new_page()
             await good.goto(f"http://127.0.0.1:{port}/#alice")
-            await until(lambda: len(registry.lookup("alice")) == 1, timeout=10)
+            await until(lambda: len(registry.lookup("alice")) == 1, limit=10)
             await registry.send("alice", {"type": "notice"})
             await registry.send("alice", b"\x01\x02")
             await registry.send("alice", "echo-me")
-            await until(lambda: inbound == [("alice", "echoed")], timeout=10)
+            await until(lambda: inbound == [("alice", "echoed")], limit=10)
             log = await good.evaluate("window.log")
             assert json.loads(log[0]) == {"type": "notice"}
             assert log[1:] == ["bin:1,2", "echo-me"]
@@ -95,12 +101,12 @@ async def test_browser_origin_allow_list_and_delivery(refusal: str) -> None:
             evil = await browser.new_page()
             await evil.goto(f"http://localhost:{port}/#mallory")
             with anyio.fail_after(10):
-                while not (log := await evil.evaluate("window.log")):
+                while not (log := await evil.evaluate("window.log")):  # noqa: ASYNC110
                     await anyio.sleep(0.05)
             assert log == ["close:1006"] if refusal == "http" else ["close:4403"]
             assert registry.lookup("mallory") == ()
             # closing the tab unregisters
             await good.close()
-            await until(lambda: registry.lookup("alice") == (), timeout=10)
+            await until(lambda: registry.lookup("alice") == (), limit=10)
         finally:
             await browser.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -20,22 +21,9 @@ from wsregistry.errors import (
     WSRegistryError,
 )
 
+from .support import Sock, until
+
 pytestmark = pytest.mark.anyio
-
-
-class Sock:
-    """A transport as a user would write it from DESIGN.md: two async methods."""
-
-    def __init__(self) -> None:
-        self.frames: list[str | bytes] = []
-        self.closed_with: tuple[int, str] | None = None
-
-    async def send(self, data: str | bytes) -> None:
-        self.frames.append(data)
-
-    async def close(self, code: int, reason: str) -> None:
-        if self.closed_with is None:
-            self.closed_with = (code, reason)
 
 
 class Broken:
@@ -62,12 +50,6 @@ class Gate:
         self.closed_with = (code, reason)
 
 
-async def until(pred: Any, timeout: float = 5) -> None:
-    with anyio.fail_after(timeout):
-        while not pred():  # noqa: ASYNC110
-            await anyio.sleep(0.001)
-
-
 def decoded(frames: list[str | bytes]) -> list[Any]:
     return [json.loads(f) for f in frames]
 
@@ -91,7 +73,8 @@ async def test_design_code_block() -> None:
         assert conn.key == "user-42"
         assert "admins" in conn.groups
         assert conn.metadata == {"ip": "x"}
-        assert isinstance(conn.id, str) and conn.id != conn2.id
+        assert isinstance(conn.id, str)
+        assert conn.id != conn2.id
         assert conn.connected_at <= time.time() + 1
         assert conn.closed is False
         n = await registry.send("user-42", {"type": "notice"})
@@ -101,7 +84,8 @@ async def test_design_code_block() -> None:
         assert await registry.broadcast("g", group="admins", exclude=conn) == 0
         assert await registry.broadcast("g2", group="admins") == 1
         conns = registry.lookup("user-42")
-        assert isinstance(conns, tuple) and set(conns) == {conn, conn2}
+        assert isinstance(conns, tuple)
+        assert set(conns) == {conn, conn2}
         assert await registry.is_online("user-42")
         await registry.join(conn2, "room-1")
         assert "room-1" in conn2.groups
@@ -114,10 +98,12 @@ async def test_design_code_block() -> None:
         assert registry.lookup("user-42") == (conn2,)
         async with registry.session(Sock(), key="user-42") as c3:
             assert c3 in registry.lookup("user-42")
-        assert c3.closed and c3 not in registry.lookup("user-42")
+        assert c3.closed
+        assert c3 not in registry.lookup("user-42")
         await conn2.send({"x": 1})
     await until(lambda: t2.closed_with is not None)
-    assert t2.closed_with is not None and t2.closed_with[0] == 1001
+    assert t2.closed_with is not None
+    assert t2.closed_with[0] == 1001
     assert decoded(t1.frames[:1]) == [{"type": "notice"}]
     assert t1.frames[1:] == ["m", "b", "g2"]
     assert t2.frames[:4] == ['{"type":"notice"}', "m", "b", "r"] or json.loads(t2.frames[0]) == {
@@ -135,8 +121,10 @@ async def test_message_types() -> None:
         await registry.send(1, "text")
         await registry.send(1, b"\x00\x01")
         await until(lambda: len(t.frames) == 4)
-    assert isinstance(t.frames[0], str) and json.loads(t.frames[0]) == {"a": [1, 2]}
-    assert isinstance(t.frames[1], str) and json.loads(t.frames[1]) == [1, "x"]
+    assert isinstance(t.frames[0], str)
+    assert json.loads(t.frames[0]) == {"a": [1, 2]}
+    assert isinstance(t.frames[1], str)
+    assert json.loads(t.frames[1]) == [1, "x"]
     assert t.frames[2] == "text"
     assert t.frames[3] == b"\x00\x01"
 
@@ -262,7 +250,9 @@ async def test_transport_error_unregisters_at_once() -> None:
         assert await registry.broadcast("y", group="g") == 1
         await until(lambda: ok.frames == ["x", "y"])
         s = registry.stats()
-        assert s.connections == 1 and s.keys == 1 and s.groups == 1
+        assert s.connections == 1
+        assert s.keys == 1
+        assert s.groups == 1
 
 
 async def test_order_across_send_broadcast_conn_send() -> None:
@@ -311,18 +301,18 @@ async def test_queue_bounded_in_bytes() -> None:
         stalled.go.set()
 
 
-async def test_drop_policies() -> None:
-    for policy in ("drop_oldest", "drop_newest"):
-        async with Registry(max_queue=3, overflow=policy) as registry:
-            g = Gate()
-            c = await registry.connect(g, key="k")
-            for i in range(10):
-                await registry.send("k", str(i))
-            assert not c.closed
-            assert registry.stats().dropped > 0
-            g.go.set()
-            await until(lambda: c.queued == 0)
-            assert len(g.frames) < 10
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
+async def test_drop_policies(policy: str) -> None:
+    async with Registry(max_queue=3, overflow=policy) as registry:
+        g = Gate()
+        c = await registry.connect(g, key="k")
+        for i in range(10):
+            await registry.send("k", str(i))
+        assert not c.closed
+        assert registry.stats().dropped > 0
+        g.go.set()
+        await until(lambda: c.queued == 0)
+        assert len(g.frames) < 10
 
 
 async def test_calls_after_close_raise_registry_closed() -> None:
@@ -387,7 +377,8 @@ def test_registry_created_outside_loop_on_trio() -> None:
 
     anyio.run(use, backend="trio")
     assert t.frames == ['{"a":1}'] or decoded(t.frames) == [{"a": 1}]
-    assert t.closed_with is not None and t.closed_with[0] == 1001
+    assert t.closed_with is not None
+    assert t.closed_with[0] == 1001
 
 
 async def test_shutdown_drains_and_closes_1001_without_leftover_tasks() -> None:
@@ -403,7 +394,8 @@ async def test_shutdown_drains_and_closes_1001_without_leftover_tasks() -> None:
             assert isinstance(info.value, RuntimeError)
             assert registry.lookup("k") == (c,)  # the refused re-entry closed nothing
         assert g.frames == ["last"]
-        assert g.closed_with is not None and g.closed_with[0] == 1001
+        assert g.closed_with is not None
+        assert g.closed_with[0] == 1001
         assert c.closed
         tg.cancel_scope.cancel()
 
@@ -422,11 +414,13 @@ async def test_session_unregisters_on_error_and_cancel() -> None:
         with pytest.raises(ZeroDivisionError):
             async with registry.session(Sock(), key="e") as c1:
                 1 / 0  # noqa: B018
-        assert c1.closed and registry.lookup("e") == ()
+        assert c1.closed
+        assert registry.lookup("e") == ()
         with anyio.move_on_after(0.01):
             async with registry.session(Sock(), key="c") as c2:
                 await anyio.sleep_forever()
-        assert c2.closed and registry.lookup("c") == ()
+        assert c2.closed
+        assert registry.lookup("c") == ()
         assert registry.stats().connections == 0
 
 
@@ -449,7 +443,9 @@ async def test_stats_fields() -> None:
         await registry.send("a", "x")
         await until(lambda: registry.stats().sent == 2)
         s = registry.stats()
-        assert s.connections == 2 and s.keys == 1 and s.groups == 2
+        assert s.connections == 2
+        assert s.keys == 1
+        assert s.groups == 2
         for f in ("queued", "sent", "dropped", "slow_consumer_closes", "backend_errors"):
             assert isinstance(getattr(s, f), int)
 
@@ -515,7 +511,8 @@ async def test_disconnect_with_another_registrys_connection_changes_nothing() ->
         assert await a.broadcast("x", group="g") == 1
         await until(lambda: t.frames == ["x"])
         await ca.close()
-        assert ca.closed and a.lookup("k") == ()
+        assert ca.closed
+        assert a.lookup("k") == ()
         assert t.closed_with == (1000, "")
 
 
@@ -531,3 +528,57 @@ async def test_defaults_of_a_connection() -> None:
         assert c.connected_at <= c2.connected_at
         with pytest.raises(TypeError):
             await registry.connect(Sock(), key=True)
+
+
+class YieldingSock(Sock):
+    """Like a real socket write: yields to the loop once per frame."""
+
+    async def send(self, data: str | bytes) -> None:
+        await anyio.lowlevel.checkpoint()
+        self.frames.append(data)
+
+
+async def test_tight_broadcast_loop_lets_writers_drain() -> None:
+    async with Registry() as registry:
+        socks = [YieldingSock() for _ in range(3)]
+        conns = [await registry.connect(s, key=i, groups={"g"}) for i, s in enumerate(socks)]
+        for i in range(5000):
+            await registry.broadcast(str(i), group="g")
+            await registry.send(0, "s")
+        await until(lambda: all(len(s.frames) >= 5000 for s in socks))
+        assert not any(c.closed for c in conns)
+        assert registry.stats().slow_consumer_closes == 0
+        assert registry.stats().dropped == 0
+
+
+async def test_public_calls_honour_cancellation() -> None:
+    async with Registry() as registry:
+        t = Sock()
+        conn = await registry.connect(t, key="k", groups={"g"})
+        calls: list[Callable[[], Awaitable[object]]] = [
+            lambda: registry.send("k", "x"),
+            lambda: registry.broadcast("x"),
+            lambda: registry.broadcast("x", group="g"),
+            lambda: conn.send("x"),
+            lambda: registry.is_online("k"),
+            lambda: registry.join(conn, "h"),
+            lambda: registry.connect(Sock(), key="new"),
+        ]
+        for call in calls:
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await call()
+                pytest.fail("a cancelled call returned")  # pragma: no cover
+        assert registry.lookup("new") == ()
+        await anyio.lowlevel.checkpoint()
+        assert t.frames == []
+        assert "h" not in conn.groups
+
+
+async def test_tight_loop_can_be_cancelled() -> None:
+    async with Registry() as registry:
+        await registry.connect(Sock(), key="k")
+        with anyio.move_on_after(0.05) as scope:
+            while True:
+                await registry.broadcast("spin")
+        assert scope.cancelled_caught

@@ -18,6 +18,8 @@ from wsregistry import Registry
 from wsregistry.backends.redis import RedisBackend
 from wsregistry.errors import NotConnected
 
+from .support import Sock, until, until_async
+
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 URL = "redis://127.0.0.1:6379/0"
@@ -31,24 +33,6 @@ def anyio_backend() -> str:
 @pytest.fixture
 def ns() -> str:
     return "wsr-audit-" + uuid.uuid4().hex[:10]
-
-
-class Sock:
-    def __init__(self) -> None:
-        self.frames: list[str | bytes] = []
-        self.closed_with: tuple[int, str] | None = None
-
-    async def send(self, data: str | bytes) -> None:
-        self.frames.append(data)
-
-    async def close(self, code: int, reason: str) -> None:
-        self.closed_with = (code, reason)
-
-
-async def until(pred: Any, timeout: float = 5) -> None:
-    with anyio.fail_after(timeout):
-        while not pred():  # noqa: ASYNC110
-            await anyio.sleep(0.005)
 
 
 async def test_two_registries_exactly_once(ns: str) -> None:
@@ -85,16 +69,20 @@ async def test_two_registries_exactly_once(ns: str) -> None:
         await b.connect(marker_b, key="m")
         await a.send("m", "fence")
         await until(lambda: marker_b.frames == ["fence"])
-        assert tb.frames.count("ping-1") == 1 and tb.frames.count("ping-2") == 1
-        assert ta1.frames.count("ping-1") == 1 and ta1.frames.count("ping-2") == 1
+        assert tb.frames.count("ping-1") == 1
+        assert tb.frames.count("ping-2") == 1
+        assert ta1.frames.count("ping-1") == 1
+        assert ta1.frames.count("ping-2") == 1
         assert tb.frames.count("adm") == 0
-        assert a.stats().backend_errors == 0 and b.stats().backend_errors == 0
+        assert a.stats().backend_errors == 0
+        assert b.stats().backend_errors == 0
         # disconnect on b: presence follows
         await b.disconnect(cb)
         assert await a.is_online("user-42")  # still on a
         assert not await b.is_online("nobody")
     assert tb.closed_with is None  # disconnect does not close the socket
-    assert ta1.closed_with is not None and ta1.closed_with[0] == 1001
+    assert ta1.closed_with is not None
+    assert ta1.closed_with[0] == 1001
 
 
 async def test_presence_follows_disconnect_across_nodes(ns: str) -> None:
@@ -105,12 +93,6 @@ async def test_presence_follows_disconnect_across_nodes(ns: str) -> None:
         assert await b.is_online("p")
         await a.disconnect(c)
         await until_async(lambda: b.is_online("p"), False)
-
-
-async def until_async(fn: Any, value: Any, timeout: float = 5) -> None:
-    with anyio.fail_after(timeout):
-        while await fn() != value:
-            await anyio.sleep(0.01)
 
 
 CHILD = textwrap.dedent(
@@ -136,7 +118,7 @@ CHILD = textwrap.dedent(
 
 
 async def test_crashed_process_leaves_presence_within_timeout(ns: str) -> None:
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before any await
         [sys.executable, "-c", CHILD, URL, ns], stdout=subprocess.PIPE, text=True
     )
     try:
@@ -147,7 +129,7 @@ async def test_crashed_process_leaves_presence_within_timeout(ns: str) -> None:
             assert await reader.is_online("crashy")
             os.kill(proc.pid, signal.SIGKILL)
             # the child's presence_timeout is 3 x 0.2 s
-            await until_async(lambda: reader.is_online("crashy"), False, timeout=3)
+            await until_async(lambda: reader.is_online("crashy"), False, limit=3)
     finally:
         proc.kill()
         proc.wait()
@@ -166,8 +148,19 @@ def _start_redis(port: int, tmp: str) -> subprocess.Popen[bytes]:
     import redis
 
     proc = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--dir", tmp],
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            tmp,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -199,7 +192,7 @@ async def test_broker_outage_keeps_local_delivery_and_recovers(tmp_path: Any) ->
             await b.connect(tb, key="remote")
             proc.kill()
             proc.wait()
-            await until(lambda: not a.stats().backend.connected, timeout=10)
+            await until(lambda: not a.stats().backend.connected, limit=10)
             # local delivery goes on, no exception reaches the app
             assert await a.send("local", "still here") == 1
             assert await a.broadcast("bcast") == 1
@@ -208,10 +201,10 @@ async def test_broker_outage_keeps_local_delivery_and_recovers(tmp_path: Any) ->
             assert a.stats().backend_errors > 0
             proc = _start_redis(port, str(tmp_path))
             await until(
-                lambda: a.stats().backend.connected and b.stats().backend.connected, timeout=10
+                lambda: a.stats().backend.connected and b.stats().backend.connected, limit=10
             )
             # presence re-asserted and cross-node delivery back
-            await until_async(lambda: a.is_online("remote"), True, timeout=10)
+            await until_async(lambda: a.is_online("remote"), True, limit=10)
             with anyio.fail_after(10):
                 while "back" not in tb.frames:
                     await a.send("remote", "back")
