@@ -10,6 +10,8 @@ Scenarios:
 
 * ``broadcast``: ``--broadcasts`` broadcasts to everyone (clients x broadcasts deliveries).
 * ``targeted``: ``--sends`` sends to one random user each (one delivery each).
+* ``bcast/20ms``, ``send/20ms``: 50 broadcasts / 100 sends paced 20 ms apart: latency
+  without a backlog (the unpaced runs measure throughput; their latency is mostly queueing).
 
 Reported per system and scenario: deliveries per second (first publish to last
 receipt), latency p50/p99 (publish call to client receipt, one clock), and the
@@ -77,6 +79,8 @@ def serve_wsregistry(namespace: str) -> Any:
                 await registry.broadcast(message, group="all")
             else:
                 await registry.send(users[i], message)
+            if body["interval"]:
+                await asyncio.sleep(body["interval"])
         return JSONResponse({"ok": True})
 
     async def stats(request: Request) -> JSONResponse:
@@ -129,6 +133,8 @@ def serve_socketio(namespace: str) -> Any:
             message = {"t": time.time(), "i": i}
             room = "all" if body["kind"] == "broadcast" else users[i]
             await sio.emit("m", message, to=room)
+            if body["interval"]:
+                await asyncio.sleep(body["interval"])
         return JSONResponse({"ok": True})
 
     async def stats(request: Request) -> JSONResponse:
@@ -269,24 +275,23 @@ async def run_system(system: str, args: argparse.Namespace) -> list[Result]:
             sockets.append(await factory(ports[i % 2], user, inbox))
         await asyncio.sleep(0.5)  # let subscriptions settle (socketio confirms nothing)
         rng = random.Random(7)
-        scenarios = [
-            ("broadcast", args.broadcasts, args.broadcasts * args.clients, {}),
-            (
-                "targeted",
-                args.sends,
-                args.sends,
-                {"users": [rng.choice(users) for _ in range(args.sends)]},
-            ),
+        targets: dict[str, Any] = {"users": [rng.choice(users) for _ in range(args.sends)]}
+        paced: dict[str, Any] = {"interval": 0.02}
+        scenarios: list[tuple[str, str, int, int, dict[str, Any]]] = [
+            ("broadcast", "broadcast", args.broadcasts, args.broadcasts * args.clients, {}),
+            ("targeted", "targeted", args.sends, args.sends, targets),
+            ("bcast/20ms", "broadcast", 50, 50 * args.clients, paced),
+            ("send/20ms", "targeted", 100, 100, {**targets, **paced}),
         ]
         async with httpx.AsyncClient(timeout=120) as http:
-            for scenario, count, deliveries, extra in scenarios:
+            for scenario, kind, count, deliveries, extra in scenarios:
                 before = [(await http.get(f"http://127.0.0.1:{p}/stats")).json() for p in ports]
                 inbox.latencies.clear()
                 inbox.received = 0
                 started = time.time()
                 response = await http.post(
                     f"http://127.0.0.1:{ports[0]}/blast",
-                    json={"kind": scenario, "count": count, **extra},
+                    json={"kind": kind, "count": count, "interval": 0, **extra},
                 )
                 response.raise_for_status()
                 await wait_received(inbox, deliveries, timeout=120)

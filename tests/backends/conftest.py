@@ -46,9 +46,11 @@ def redis_url() -> str:
 class PrivateRedis:
     """A redis-server of our own on a free port, which a test may stop and restart."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, password: str | None = None) -> None:
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self._dir = directory
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -66,18 +68,19 @@ class PrivateRedis:
                 "no",
                 "--dir",
                 str(self._dir),
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port)
+        client = self.client()
         deadline = time.monotonic() + 10
         try:
             while True:
                 try:
                     client.ping()
                     return
-                except redis.ConnectionError:
+                except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
                     if time.monotonic() > deadline or self._proc.poll() is not None:
                         raise
                     time.sleep(0.01)
@@ -92,13 +95,24 @@ class PrivateRedis:
             proc.wait()
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
+        return redis.Redis(port=self.port, password=self.password)
 
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     """A private redis-server, killed at the end of the test."""
     server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def private_redis_with_password(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A private redis-server that requires a password."""
+    server = PrivateRedis(tmp_path, password="s3cret-pass")
     server.start()
     try:
         yield server

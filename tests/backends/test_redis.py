@@ -11,9 +11,11 @@ import anyio
 import anyio.to_thread
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.helpers import TIMEOUT
-from wsregistry import BackendUnavailable, NotConnected, Registry
+from wsregistry import BackendHealth, BackendUnavailable, NotConnected, Registry
 from wsregistry.backends import _redis_wire as wire
 from wsregistry.backends.base import Envelope, EnvelopeKind
 from wsregistry.backends.redis import RedisBackend, RedisEmitter, SyncRedisEmitter
@@ -344,3 +346,48 @@ async def test_concurrent_publishers_exactly_once_in_order(redis_url: str, names
             assert len(got) == 303
             for index in range(3):
                 assert [seq for i, seq in got if i == index] == [*range(100), "fence"]
+
+
+@given(
+    st.lists(
+        st.one_of(st.text(), st.integers(min_value=-(2**80), max_value=2**80)),
+        min_size=2,
+        max_size=2,
+        unique_by=lambda key: (type(key), key),
+    )
+)
+def test_names_never_collide_property(keys: list[str | int]) -> None:
+    first, second = keys
+    layout = wire.Layout("ns")
+    assert wire.name_of(first) != wire.name_of(second)
+    assert layout.key_channel(first) != layout.key_channel(second)
+    assert layout.group_channel(str(first)) != layout.key_channel(str(first))
+    for key in keys:
+        assert wire.key_of(wire.name_of(key)) == key
+        envelope = Envelope(EnvelopeKind.KEY, str(key), key, None, "n")
+        assert wire.unpack(wire.pack(envelope, b"n")) == envelope
+
+
+async def test_state_callback_errors_are_counted_not_raised(redis_url: str, namespace: str) -> None:
+    def broken(health: BackendHealth) -> None:
+        raise RuntimeError("callback bug")
+
+    async with nodes(redis_url, namespace, 1, on_state_change=broken) as (a,):
+        transport = RecordingTransport()
+        await a.connect(transport, key="k")
+        assert await a.send("k", "still works") == 1
+        assert a.stats().backend.errors >= 1  # the callback failed when it connected
+        assert a.stats().backend.connected
+
+
+async def test_a_live_node_id_cannot_be_reused(redis_url: str, namespace: str) -> None:
+    options: dict[str, Any] = {"namespace": namespace, "heartbeat_interval": 0.1}
+    async with Registry(backend=RedisBackend(redis_url, **options), node_id="worker-1"):
+        duplicate = Registry(backend=RedisBackend(redis_url, **options), node_id="worker-1")
+        with pytest.raises(RuntimeError, match="already live"):
+            async with duplicate:
+                pass
+    # after a clean exit (or a crash) the id is free again
+    async with Registry(backend=RedisBackend(redis_url, **options), node_id="worker-1") as again:
+        await again.connect(RecordingTransport(), key="k")
+        assert await again.online_count("k") == 1

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.helpers import TIMEOUT
@@ -231,5 +232,14 @@ async def test_killed_process_presence_disappears_within_the_bound(
         assert reply == {"offline": True}
         assert "erin" not in (await get(observer, "/online?key=erin"))["keys"]
         await ws.close()
+        # a live node purges the dead one's entries at its next heartbeat
+        client = redis.Redis.from_url(SHARED_REDIS)
+        try:
+            with anyio.fail_after(TIMEOUT):
+                while client.zcard(f"{module_namespace}:nodes") != len(servers):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            assert not client.keys(f"{module_namespace}:p:*")
+        finally:
+            client.close()
     finally:
         victim.stop()

@@ -1,7 +1,8 @@
 """The Redis backend's subscription link: one dedicated pub/sub connection.
 
-The link keeps the server's subscriptions equal to :attr:`Listener.wanted`. A
-single sync task turns changes of ``wanted`` into one write of ``SUBSCRIBE`` /
+The link keeps the server's subscriptions equal to :attr:`Listener.wanted`
+(changed through :meth:`Listener.want` and :meth:`Listener.unwant`). A single
+sync task turns the changes into one write of ``SUBSCRIBE`` /
 ``UNSUBSCRIBE`` commands followed by ``PING <token>``; the server answers in
 order, so the pong proves every earlier change is in effect. Callers of
 :meth:`Listener.sync` wait for that pong, which is how "after
@@ -90,6 +91,7 @@ class Listener:
         self.wanted: set[str] = set()
         self.up = False
         self.messages = 0
+        self.reads = 0  # every reply read: progress, for the liveness probe
         self.failures = 0
         self._pool = pool
         self._on_message = on_message
@@ -97,6 +99,7 @@ class Listener:
         self._backoff = backoff
         self._conn: AbstractConnection | None = None
         self._active: set[str] = set()
+        self._touched: set[str] = set()  # channels changed since the last sync
         self._dirty = asyncio.Event()
         self._pending: list[_Waiter] = []
         self._inflight: dict[bytes, list[_Waiter]] = {}
@@ -109,8 +112,16 @@ class Listener:
         """Channels the server has confirmed or been asked for on the current link."""
         return len(self._active)
 
-    def changed(self) -> None:
-        """``wanted`` changed: apply it soon (never blocks)."""
+    def want(self, channel: str) -> None:
+        """Subscribe to ``channel`` soon (never blocks)."""
+        self.wanted.add(channel)
+        self._touched.add(channel)
+        self._dirty.set()
+
+    def unwant(self, channel: str) -> None:
+        """Unsubscribe from ``channel`` soon (never blocks)."""
+        self.wanted.discard(channel)
+        self._touched.add(channel)
         self._dirty.set()
 
     async def sync(self, timeout: float) -> bool:
@@ -219,13 +230,21 @@ class Listener:
 
     async def _write(self, conn: AbstractConnection) -> None:
         self._dirty.set()  # subscribe to everything on a fresh link
+        fresh = True
         while not self._stopped:
             await self._dirty.wait()
             self._dirty.clear()
-            wanted = self.wanted
-            add = sorted(wanted - self._active)
-            remove = sorted(self._active - wanted)
-            self._active = set(wanted)
+            wanted, active = self.wanted, self._active
+            touched, self._touched = self._touched, set()
+            if fresh:  # a new connection: everything
+                fresh = False
+                add, remove = list(wanted), []
+                active.update(add)
+            else:  # what changed: O(changes), not O(subscriptions)
+                add = [ch for ch in touched if ch in wanted and ch not in active]
+                remove = [ch for ch in touched if ch not in wanted and ch in active]
+                active.update(add)
+                active.difference_update(remove)
             token = b"wsr-%d" % next(self._tokens)
             self._inflight[token] = self._pending
             self._pending = []
@@ -242,6 +261,7 @@ class Listener:
             response = await conn.read_response(
                 timeout=math.inf, disconnect_on_error=False, push_request=True
             )
+            self.reads += 1
             if not isinstance(response, list) or not response:
                 continue
             kind = response[0]

@@ -247,6 +247,15 @@ return 0
 """
 )
 
+LEASE = (
+    _NOW
+    + """
+-- KEYS[1] nodes; ARGV[1] node. Returns {lease expiry or -1, now} (ms, Redis clock).
+local lease = redis.call('ZSCORE', KEYS[1], ARGV[1])
+return {lease and math.floor(tonumber(lease)) or -1, now}
+"""
+)
+
 _PURGE = """
 local function purge(prefix, conns, node)
   local nk = prefix .. 'nk:' .. node

@@ -25,17 +25,22 @@ How it works (names and wire format: ``wsregistry.backends._redis_wire``):
   its next heartbeat.
 * **Failures.** If Redis goes away, local delivery goes on. :meth:`publish`
   does not wait for Redis: it queues the envelope for the writer and returns;
-  while the backend is disconnected (or ``max_pending`` envelopes wait) it
-  raises :class:`~wsregistry.errors.BackendUnavailable`, which the registry
-  counts in ``stats().backend_errors``. Envelopes lost in a batch that failed
-  in flight are counted in ``health().detail["publish_failures"]``. Delivery is
-  at-most-once across an outage: nothing is buffered for replay. The
+  once a Redis command has failed (until the writer's resync succeeds) or
+  while ``max_pending`` envelopes wait, it raises
+  :class:`~wsregistry.errors.BackendUnavailable`, which the registry counts in
+  ``stats().backend_errors``. Envelopes lost in flight, or still queued when a
+  command failed, are counted in ``health().detail["publish_failures"]``.
+  Delivery is at-most-once across an outage: nothing is replayed later. The
   subscription link reconnects with jittered exponential backoff and
   subscribes to everything again; presence is rewritten (re-asserted) after
   every reconnect. A probe published to the node's own channel every
-  ``probe_interval`` detects a link that is connected but deaf and rebuilds
-  it. :meth:`health` (also in ``registry.stats().backend``) and the
-  ``on_state_change`` callback show the state.
+  ``probe_interval`` detects a link that is connected but deaf (within
+  ``probe_interval + probe_timeout``) and rebuilds it. :meth:`health` (also in
+  ``registry.stats().backend``) and the ``on_state_change`` callback show the
+  state.
+
+Standalone Redis (or a primary with replicas) only: the Lua scripts touch keys
+they compute, which Redis Cluster does not allow.
 """
 
 from __future__ import annotations
@@ -86,7 +91,9 @@ _CONN = 3  # rewrite the node map entry of connection a
 _FLUSH = 4  # resolve waiter a once everything before it reached Redis
 
 
-def redis_pool(url: str, *, socket_timeout: float, connect_timeout: float) -> Any:
+def _redis_pool(
+    url: str, *, socket_timeout: float, connect_timeout: float
+) -> aioredis.ConnectionPool:
     """A connection pool that never retries (a retried publish could deliver twice).
 
     RESP2 keeps pub/sub replies plain arrays (``pong`` included) on every server version.
@@ -147,7 +154,9 @@ class RedisBackend(Backend):
         max_pending: int = 100_000,
         on_state_change: Callable[[BackendHealth], object] | None = None,
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        if not isinstance(url, str):
+            raise TypeError(f"url must be str, got {type(url).__name__}")
+        if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r}")
         self._layout = wire.Layout(namespace)
         for name, value in (
@@ -213,6 +222,7 @@ class RedisBackend(Backend):
                 "malformed",
                 "probes",
                 "probe_failures",
+                "probes_late",
                 "lease_lost",
                 "resyncs",
                 "task_failures",
@@ -240,7 +250,8 @@ class RedisBackend(Backend):
         """Connect, subscribe, write this node's lease and start the background tasks.
 
         Raises:
-            RuntimeError: not running on asyncio (e.g. trio), or started twice.
+            RuntimeError: not running on asyncio (e.g. trio), started twice, or
+                another live process uses the same node id in this namespace.
             BackendUnavailable: Redis cannot be reached within ``op_timeout``.
         """
         try:
@@ -257,7 +268,7 @@ class RedisBackend(Backend):
         self._me = wire.name_of(node.node_id)
         self._wake = asyncio.Event()
         self._up = asyncio.Event()
-        pool = redis_pool(
+        pool = _redis_pool(
             self.url, socket_timeout=self.socket_timeout, connect_timeout=self.op_timeout
         )
         self._client = aioredis.Redis(connection_pool=pool)
@@ -270,9 +281,13 @@ class RedisBackend(Backend):
         self._listener.wanted.update((self._layout.all, self._layout.node_channel(self._me)))
         try:
             await asyncio.wait_for(self._client.ping(), self.op_timeout)
+            await self._check_unique(node.node_id)
         except _BROKEN as exc:
             await self._release()
             raise BackendUnavailable("redis", f"cannot reach {_safe_url(self.url)}: {exc}") from exc
+        except BaseException:
+            await self._release()
+            raise
         for name, loop in (
             ("listener", self._listener.run),
             ("writer", self._write_loop),
@@ -293,6 +308,25 @@ class RedisBackend(Backend):
                 task.cancel()
             raise
         logger.debug("redis backend of node %s started", node.node_id)
+
+    async def _check_unique(self, node_id: str) -> None:
+        """Refuse a node id that another live process renews (own-message dropping needs it).
+
+        A lease left by a crashed predecessor with the same id is taken over.
+        """
+        client = self._client
+        assert client is not None
+        nodes = self._layout.nodes
+        lease, now = await client.eval(wire.LEASE, 1, nodes, self._me)
+        if lease <= now:
+            return
+        await asyncio.sleep(1.5 * self.heartbeat_interval)
+        renewed, _ = await client.eval(wire.LEASE, 1, nodes, self._me)
+        if renewed > lease:
+            raise RuntimeError(
+                f"node id {node_id!r} is already live in namespace {self.namespace!r}; "
+                "give every registry its own node_id (the default is random)"
+            )
 
     async def aclose(self) -> None:
         """Stop the tasks, remove this node's presence and close the connections. Idempotent."""
@@ -318,7 +352,7 @@ class RedisBackend(Backend):
         client = self._client
         if client is not None and self._me:
             try:
-                await asyncio.wait_for(self._purge(client, drop_lease=True), self.op_timeout)
+                await asyncio.wait_for(self._leave(client), self.op_timeout)
             except _BROKEN as exc:
                 logger.info("could not remove presence of node %s: %r", self._me, exc)
         await self._release()
@@ -354,11 +388,15 @@ class RedisBackend(Backend):
         Envelopes go out in call order. One that is lost after it was queued
         (Redis failed mid-flight) is counted in ``detail["publish_failures"]``.
 
+        Publishing needs only the command link: while just the subscription
+        link is down (and reconnecting) this node still reaches the others.
+
         Raises:
-            BackendUnavailable: Redis is not connected, or ``max_pending``
-                envelopes are already waiting. Nothing is queued then.
+            BackendUnavailable: Redis commands are failing (until the writer
+                reconnects), or ``max_pending`` envelopes are already waiting.
+                Nothing is queued then.
         """
-        if not self.connected:
+        if not self._writer_ok or self._closed:
             self._stats["rejected"] += 1
             raise BackendUnavailable("redis", "not connected; delivered locally only")
         if self._pending_publishes >= self.max_pending:
@@ -440,7 +478,7 @@ class RedisBackend(Backend):
         try:
             results = await pipe.execute(raise_on_error=False) if len(pipe) else []
         except _BROKEN as exc:
-            self._writer_failed(exc, lost=publishes)
+            self._commands_failed(exc, lost=publishes)
             return False
         finally:
             for event in flushes:  # waiters learn the outcome from ``connected``
@@ -482,7 +520,7 @@ class RedisBackend(Backend):
             await pipe.execute()
         except _BROKEN as exc:
             self._resync = True
-            self._writer_failed(exc, lost=0)
+            self._commands_failed(exc, lost=0)
             return False
         self._stats["resyncs"] += 1
         self._writer_ok_again()
@@ -523,17 +561,30 @@ class RedisBackend(Backend):
             "1" if drop_lease else "0",
         )
 
-    async def _purge(self, client: aioredis.Redis, *, drop_lease: bool) -> None:
-        await self._purge_into(client, drop_lease=drop_lease)
+    async def _leave(self, client: aioredis.Redis) -> None:
+        """Remove this node's presence, and that of crashed nodes nobody reaped yet."""
+        layout = self._layout
+        await self._purge_into(client, drop_lease=True)
+        await client.eval(wire.REAP, 2, layout.nodes, layout.conns, layout.prefix)
 
-    def _writer_failed(self, exc: BaseException, *, lost: int) -> None:
+    def _commands_failed(self, exc: BaseException, *, lost: int) -> None:
+        """A command to Redis failed: reject publishes until a resync succeeds.
+
+        Publishes still queued are dropped and counted too: delivery is
+        at-most-once across an outage, never a late replay.
+        """
+        queued = sum(1 for item in self._outbox if item[0] in (_PUB, _TO_CONN))
+        if queued:
+            self._outbox = deque(item for item in self._outbox if item[0] not in (_PUB, _TO_CONN))
+            self._pending_publishes -= queued
+            lost += queued
         self._stats["publish_failures"] += lost
         self._resync = True
         self._error(exc)
         node = self._node
         if node is not None:
             node.backend_error()
-        logger.warning("redis writer failed (%d publishes lost): %r", lost, exc)
+        logger.warning("redis command failed (%d publishes lost): %r", lost, exc)
         if self._writer_ok:
             self._writer_ok = False
             self._notify_state()
@@ -638,8 +689,7 @@ class RedisBackend(Backend):
         self._interest[channel] = count + 1
         listener = self._listener
         if count == 0 and listener is not None:
-            listener.wanted.add(channel)
-            listener.changed()
+            listener.want(channel)
 
     def _unwant(self, channel: str) -> None:
         count = self._interest.get(channel, 0) - 1
@@ -649,8 +699,7 @@ class RedisBackend(Backend):
             return
         self._interest.pop(channel, None)
         if listener is not None:
-            listener.wanted.discard(channel)
-            listener.changed()
+            listener.unwant(channel)
 
     async def _settle(self, *, subscribed: bool) -> None:
         listener = self._listener
@@ -716,8 +765,9 @@ class RedisBackend(Backend):
                 alive = await client.eval(wire.HEARTBEAT, 1, layout.nodes, self._me, lease)
                 await client.eval(wire.REAP, 2, layout.nodes, layout.conns, layout.prefix)
             except _BROKEN as exc:
-                self._error(exc)
-                logger.info("redis heartbeat failed: %r", exc)
+                self._commands_failed(exc, lost=0)
+                if self._wake is not None:
+                    self._wake.set()  # the writer retries (resync) with backoff
                 continue
             if not alive:
                 self._stats["lease_lost"] += 1
@@ -752,13 +802,24 @@ class RedisBackend(Backend):
     async def _probe_once(
         self, client: aioredis.Redis, channel: str, token: str, event: asyncio.Event
     ) -> bool:
-        """Publish a probe to this node's channel; ``True`` if the link did not hear it."""
+        """Publish a probe to this node's channel; ``True`` if the link is deaf.
+
+        Deaf: Redis has no subscriber on the channel, or the link read nothing
+        at all while the probe was due. A link that is busy reading a backlog
+        is slow, not deaf, and is left alone (a rebuild would lose messages).
+        """
+        listener = self._listener
+        assert listener is not None
+        reads = listener.reads
         receivers = await client.publish(channel, wire.pack_probe(self._origin, token))
         if not receivers:
             return True  # Redis says nobody listens on our channel
         try:
             await asyncio.wait_for(event.wait(), self.probe_timeout)
         except asyncio.TimeoutError:
+            if listener.reads > reads:
+                self._stats["probes_late"] += 1
+                return False
             return True
         return False
 
@@ -794,7 +855,8 @@ class RedisBackend(Backend):
         read), ``processed`` (envelopes handed to the registry: the measure of
         interest routing), ``delivered``/``unmatched`` (of those, reached a
         local connection or not), ``own`` (own publishes echoed back and
-        dropped), ``malformed``, ``probes``, ``probe_failures``,
+        dropped), ``malformed``, ``probes``, ``probe_failures`` (deaf links
+        rebuilt), ``probes_late`` (a busy link answered late; left alone),
         ``lease_lost``, ``resyncs``, ``task_failures``, ``last_error`` and
         ``since`` (time of the last state change).
         """
