@@ -582,3 +582,48 @@ async def test_tight_loop_can_be_cancelled() -> None:
             while True:
                 await registry.broadcast("spin")
         assert scope.cancelled_caught
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_shutdown_leaves_no_asyncio_task() -> None:
+    import asyncio
+
+    before = asyncio.all_tasks()
+    stalled = Gate()
+    async with Registry(drain_timeout=0.1, close_timeout=0.1) as registry:
+        for i in range(20):
+            await registry.connect(Sock(), key=i, groups={"g"})
+        await registry.connect(stalled, key="stalled")
+        await registry.connect(Broken(), key="broken")
+        await registry.broadcast({"x": 1})
+        await registry.send("stalled", "more")
+    assert asyncio.all_tasks() == before
+    assert registry.stats().connections == 0
+    stalled.go.set()
+
+
+class Frozen:
+    """A peer whose send and close both hang (no abort offered)."""
+
+    async def send(self, data: str | bytes) -> None:
+        await anyio.sleep_forever()
+
+    async def close(self, code: int, reason: str) -> None:
+        await anyio.sleep_forever()
+
+
+async def test_shutdown_is_bounded_by_a_frozen_transport() -> None:
+    with anyio.fail_after(3):
+        async with Registry(drain_timeout=0.2, close_timeout=0.2) as registry:
+            frozen = await registry.connect(Frozen(), key="f")
+            ok = Sock()
+            await registry.connect(ok, key="ok")
+            await registry.broadcast("x")
+            await until(lambda: ok.frames == ["x"])
+            c = await registry.connect(Frozen(), key="g")
+            with anyio.fail_after(1):
+                await c.close()
+            assert c.closed
+    assert frozen.closed
+    assert ok.closed_with is not None
+    assert ok.closed_with[0] == 1001

@@ -212,3 +212,24 @@ async def test_broker_outage_keeps_local_delivery_and_recovers(tmp_path: Any) ->
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_edge_keys_and_exclude_by_id_across_nodes(ns: str) -> None:
+    a = Registry(backend=RedisBackend(URL, namespace=ns))
+    b = Registry(backend=RedisBackend(URL, namespace=ns))
+    keys: list[str | int] = [0, "", "x" * 10_000, "ключ-🔑", 7, "7", "a:b*c?[d]"]
+    async with a, b:
+        socks = {k: Sock() for k in keys}
+        conns = {k: await a.connect(socks[k], key=k, groups={"room"}) for k in keys}
+        for k in keys:
+            assert await b.is_online(k)
+            assert await b.send(k, f"to {k!r}", require=True) == 0
+        assert not await b.is_online("0")
+        await until(lambda: all(socks[k].frames == [f"to {k!r}"] for k in keys))
+        # exclude a remote connection by its id
+        await b.broadcast("room-msg", group="room", exclude=conns[7].id)
+        await until(lambda: all("room-msg" in socks[k].frames for k in keys if k != 7))
+        await b.send(7, "fence")
+        await until(lambda: socks[7].frames[-1] == "fence")
+        assert "room-msg" not in socks[7].frames
+        assert socks["7"].frames == ["to '7'", "room-msg"]
