@@ -430,3 +430,51 @@ async def test_starlette_hooks_app_heartbeat_and_handler_errors() -> None:
             assert len(registry.lookup("chatty")) == 1
         await until(lambda: events.count(("disconnect", "chatty")) == 1)
         assert events.count(("connect", "chatty")) == 1
+
+
+async def test_websockets_handler_without_process_request_closes_1008() -> None:
+    from websockets.asyncio.server import serve as ws_serve
+
+    from wsregistry.adapters.websockets import RegistryHandler
+
+    async with Registry() as registry:
+        handler = RegistryHandler(registry, authenticate=token_auth)
+        async with ws_serve(handler, "127.0.0.1", 0) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}/") as ws:
+                with pytest.raises(ConnectionClosed) as info:
+                    await drain(ws)
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1008
+            async with connect(f"ws://127.0.0.1:{port}/?token=ok") as ok:
+                await until(lambda: len(registry.lookup("ok")) == 1)
+                await registry.send("ok", "hello")
+                assert await ok.recv() == "hello"
+            await until(lambda: registry.stats().connections == 0)
+
+
+@pytest.mark.parametrize("server_kind", ["uvicorn", "websockets"])
+async def test_connection_limit_per_key(server_kind: str) -> None:
+    registry = Registry()
+
+    @contextlib.asynccontextmanager
+    async def server(**options: Any) -> AsyncIterator[int]:
+        if server_kind == "uvicorn":
+            async with run_uvicorn(starlette_app(registry, **options)) as port:
+                yield port
+        else:
+            async with (
+                registry,
+                serve(registry, "127.0.0.1", 0, authenticate=token_auth, **options) as srv,
+            ):
+                yield next(iter(srv.sockets)).getsockname()[1]
+
+    async with server(max_connections_per_key=1) as port:
+        url = f"ws://127.0.0.1:{port}/ws?token=one"
+        async with connect(url):
+            await until(lambda: len(registry.lookup("one")) == 1)
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(url):
+                    pass
+            assert info.value.response.status_code == 429
+            assert len(registry.lookup("one")) == 1
