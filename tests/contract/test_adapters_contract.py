@@ -478,3 +478,35 @@ async def test_connection_limit_per_key(server_kind: str) -> None:
                     pass
             assert info.value.response.status_code == 429
             assert len(registry.lookup("one")) == 1
+
+
+HANDSHAKE = (
+    b"GET /ws?token=mute HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("ws_impl", ["auto", "wsproto"])
+async def test_uvicorn_protocol_pings_drop_a_silent_peer(ws_impl: str) -> None:
+    registry = Registry()
+    app = starlette_app(registry)
+    async with run_uvicorn(app, ws=ws_impl, ws_ping_interval=0.2, ws_ping_timeout=0.2) as port:
+        s = socket.create_connection(("127.0.0.1", port))
+        try:
+            s.sendall(HANDSHAKE)
+            await until(lambda: len(registry.lookup("mute")) == 1)
+            await until(lambda: registry.lookup("mute") == (), limit=5)
+        finally:
+            s.close()
+
+
+async def test_registry_not_running_answers_503() -> None:
+    registry = Registry()  # never started: the app has no lifespan
+    endpoint = RegistryEndpoint(registry, authenticate=token_auth)
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    async with run_uvicorn(app) as port:
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(f"ws://127.0.0.1:{port}/ws?token=a"):
+                pass
+        assert info.value.response.status_code == 503
