@@ -49,9 +49,7 @@ class RegistryClosed(WSRegistryError, RuntimeError):
 
     def __init__(self, operation: str, detail: str | None = None) -> None:
         self.operation = operation
-        super().__init__(
-            detail or f"Registry.{operation}() called after the registry was closed"
-        )
+        super().__init__(detail or f"Registry.{operation}() called after the registry was closed")
 
 
 class RegistryNotStarted(RegistryClosed):
