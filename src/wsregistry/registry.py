@@ -66,7 +66,10 @@ class Registry:
             private :class:`~wsregistry.backends.MemoryBackend` (one process).
         serializer: turns ``dict``/``list`` messages into ``str`` (text frame) or
             ``bytes`` (binary frame). Defaults to compact JSON. Called once per
-            send/broadcast, whatever the number of targets.
+            send/broadcast, whatever the number of targets. Every message that
+            is not ``str``/``bytes`` goes through it: the default accepts any
+            JSON value (so ``42`` or ``None`` become the frames ``42``/``null``)
+            and raises :class:`~wsregistry.errors.SerializationError` for the rest.
         max_queue: most messages waiting in one connection's outbound queue.
         max_queue_bytes: most payload bytes waiting in one connection's queue.
         overflow: what to do when a message does not fit (see
