@@ -15,6 +15,7 @@ import wsregistry
 from wsregistry import Connection, Registry, Transport
 from wsregistry.errors import (
     BackendUnavailable,
+    ConnectionClosed,
     NotConnected,
     RegistryClosed,
     SerializationError,
@@ -627,3 +628,17 @@ async def test_shutdown_is_bounded_by_a_frozen_transport() -> None:
     assert frozen.closed
     assert ok.closed_with is not None
     assert ok.closed_with[0] == 1001
+
+
+async def test_json_scalars_and_send_on_a_connection_after_shutdown() -> None:
+    t = Sock()
+    async with Registry() as registry:
+        conn = await registry.connect(t, key="k")
+        for i in range(3):
+            await registry.send("k", i)
+        await registry.send("k", None)
+        await until(lambda: len(t.frames) == 4)
+    assert t.frames == ["0", "1", "2", "null"]
+    with pytest.raises(ConnectionClosed) as info:
+        await conn.send("late")
+    assert info.value.code == 1001
