@@ -642,3 +642,37 @@ async def test_json_scalars_and_send_on_a_connection_after_shutdown() -> None:
     with pytest.raises(ConnectionClosed) as info:
         await conn.send("late")
     assert info.value.code == 1001
+
+
+async def test_memory_returns_to_baseline_after_churn() -> None:
+    import gc
+    import tracemalloc
+
+    async with Registry() as registry:
+        keeper = await registry.connect(Sock(), key="keeper", groups={"room"})
+
+        async def churn(n: int) -> None:
+            for i in range(n):
+                c = await registry.connect(Sock(), key=f"u{i}", groups={"room", f"g{i}"})
+                await registry.join(c, "extra")
+                await registry.send(f"u{i}", {"i": i})
+                await registry.broadcast("b", group="room", exclude=keeper)
+                if i % 2:
+                    await registry.disconnect(c)
+                else:
+                    await c.close()
+
+        await churn(200)  # warm up caches and free lists
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            await churn(2000)
+            await until(lambda: registry.stats().queued == 0)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        s = registry.stats()
+        assert (s.connections, s.keys, s.groups) == (1, 1, 1)
+        assert grown < 64 * 1024, f"{grown} bytes left after 2000 connections came and went"

@@ -233,3 +233,17 @@ async def test_edge_keys_and_exclude_by_id_across_nodes(ns: str) -> None:
         await until(lambda: socks[7].frames[-1] == "fence")
         assert "room-msg" not in socks[7].frames
         assert socks["7"].frames == ["to '7'", "room-msg"]
+
+
+async def test_graceful_shutdown_of_a_node_clears_its_presence_at_once(ns: str) -> None:
+    b = Registry(backend=RedisBackend(URL, namespace=ns))
+    async with b:
+        async with Registry(backend=RedisBackend(URL, namespace=ns)) as a:
+            await a.connect(Sock(), key="leaving", groups={"g"})
+            await a.connect(Sock(), key="leaving")
+            assert await b.is_online("leaving")
+            assert await b.online_count("leaving") == 2
+        # no lease expiry to wait for: a clean exit removes the node's presence
+        assert not await b.is_online("leaving")
+        assert await b.online_count("leaving") == 0
+        assert "leaving" not in await b.online_keys()
