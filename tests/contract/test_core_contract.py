@@ -676,3 +676,36 @@ async def test_memory_returns_to_baseline_after_churn() -> None:
         s = registry.stats()
         assert (s.connections, s.keys, s.groups) == (1, 1, 1)
         assert grown < 64 * 1024, f"{grown} bytes left after 2000 connections came and went"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_every_public_async_call_is_a_checkpoint() -> None:
+    """On asyncio one yield runs every ready task; trio may reorder a batch, so there
+    the checkpoint is checked through cancellation (test_public_calls_honour_cancellation)."""
+    async with Registry() as registry:
+        conn = await registry.connect(Sock(), key="k", groups={"g"})
+        calls: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("send", lambda: registry.send("k", "x")),
+            ("send-nobody", lambda: registry.send("nobody", "x")),
+            ("broadcast", lambda: registry.broadcast("x")),
+            ("broadcast-group", lambda: registry.broadcast("x", group="none")),
+            ("conn.send", lambda: conn.send("x")),
+            ("is_online", lambda: registry.is_online("k")),
+            ("join", lambda: registry.join(conn, "h")),
+            ("join-again", lambda: registry.join(conn, "h")),
+            ("leave", lambda: registry.leave(conn, "h")),
+            ("leave-again", lambda: registry.leave(conn, "h")),
+            ("connect", lambda: registry.connect(Sock(), key="other")),
+            ("disconnect", lambda: registry.disconnect(registry.lookup("other")[0])),
+        ]
+        for name, call in calls:
+            ran = False
+
+            async def other() -> None:
+                nonlocal ran
+                ran = True
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(other)
+                await call()
+                assert ran, f"{name} did not yield to the event loop"
