@@ -510,3 +510,33 @@ async def test_registry_not_running_answers_503() -> None:
             async with connect(f"ws://127.0.0.1:{port}/ws?token=a"):
                 pass
         assert info.value.response.status_code == 503
+
+
+async def test_starlette_subprotocol_and_binary_inbound() -> None:
+    registry = Registry()
+    inbound: list[str | bytes] = []
+
+    async def on_message(conn: Connection, data: str | bytes) -> None:
+        inbound.append(data)
+
+    endpoint = RegistryEndpoint(
+        registry, authenticate=token_auth, on_message=on_message, subprotocols=["chat.v2", "chat"]
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with registry:
+            yield
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)], lifespan=lifespan)
+    async with (
+        run_uvicorn(app) as port,
+        connect(
+            f"ws://127.0.0.1:{port}/ws?token=p",
+            subprotocols=["chat"],  # type: ignore[list-item]
+        ) as ws,
+    ):
+        assert ws.subprotocol == "chat"
+        await ws.send(b"\x00\xff")
+        await ws.send("text")
+        await until(lambda: inbound == [b"\x00\xff", "text"])
