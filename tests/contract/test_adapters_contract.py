@@ -540,3 +540,33 @@ async def test_starlette_subprotocol_and_binary_inbound() -> None:
         await ws.send(b"\x00\xff")
         await ws.send("text")
         await until(lambda: inbound == [b"\x00\xff", "text"])
+
+
+@pytest.mark.parametrize("drain_first", [False, True])
+async def test_server_shutdown_runs_on_disconnect_for_everyone(drain_first: bool) -> None:
+    registry = Registry()
+    gone: list[Any] = []
+
+    async def on_disconnect(conn: Connection) -> None:
+        gone.append(conn.key)
+
+    endpoint = RegistryEndpoint(registry, authenticate=token_auth, on_disconnect=on_disconnect)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with registry:
+            yield
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)], lifespan=lifespan)
+    clients = []
+    async with run_uvicorn(app, registry=registry if drain_first else None) as port:
+        for name in ("a", "b", "c"):
+            clients.append(await connect(f"ws://127.0.0.1:{port}/ws?token={name}"))
+        await until(lambda: registry.stats().connections == 3)
+    assert sorted(gone) == ["a", "b", "c"]
+    assert registry.stats().connections == 0
+    for ws in clients:
+        with pytest.raises(ConnectionClosed) as info:
+            await drain(ws)
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == (1001 if drain_first else 1012)
