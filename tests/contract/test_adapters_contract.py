@@ -570,3 +570,34 @@ async def test_server_shutdown_runs_on_disconnect_for_everyone(drain_first: bool
             await drain(ws)
         assert info.value.rcvd is not None
         assert info.value.rcvd.code == (1001 if drain_first else 1012)
+
+
+@pytest.mark.parametrize("server_kind", ["uvicorn", "websockets"])
+async def test_order_reaches_a_real_client(server_kind: str) -> None:
+    registry = Registry()
+
+    @contextlib.asynccontextmanager
+    async def server() -> AsyncIterator[int]:
+        if server_kind == "uvicorn":
+            async with run_uvicorn(starlette_app(registry)) as port:
+                yield port
+        else:
+            async with (
+                registry,
+                serve(registry, "127.0.0.1", 0, authenticate=token_auth) as srv,
+            ):
+                yield next(iter(srv.sockets)).getsockname()[1]
+
+    async with server() as port, connect(f"ws://127.0.0.1:{port}/ws?token=o") as ws:
+        await until(lambda: len(registry.lookup("o")) == 1)
+        conn = registry.lookup("o")[0]
+        for i in range(900):
+            kind = i % 3
+            if kind == 0:
+                await registry.send("o", {"i": i})
+            elif kind == 1:
+                await registry.broadcast({"i": i}, group="lobby")
+            else:
+                await conn.send({"i": i})
+        got = [json.loads(await ws.recv())["i"] for _ in range(900)]
+        assert got == list(range(900))

@@ -247,3 +247,23 @@ async def test_graceful_shutdown_of_a_node_clears_its_presence_at_once(ns: str) 
         assert not await b.is_online("leaving")
         assert await b.online_count("leaving") == 0
         assert "leaving" not in await b.online_keys()
+
+
+async def test_order_across_nodes_and_call_kinds(ns: str) -> None:
+    a = Registry(backend=RedisBackend(URL, namespace=ns))
+    b = Registry(backend=RedisBackend(URL, namespace=ns))
+    async with a, b:
+        t = Sock()
+        conn = await b.connect(t, key="target", groups={"g"})
+        for i in range(600):
+            kind = i % 4
+            if kind == 0:
+                await a.send("target", str(i))
+            elif kind == 1:
+                await a.broadcast(str(i), group="g")
+            elif kind == 2:
+                await a.broadcast(str(i))
+            else:
+                await a.send_to_connection(conn.id, str(i))
+        await until(lambda: len(t.frames) >= 600, limit=10)
+        assert t.frames == [str(i) for i in range(600)]
