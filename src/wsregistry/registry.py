@@ -119,6 +119,7 @@ class Registry:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._loop: LoopHandle | None = None
         self._drained: anyio.Event | None = None
+        self._publish_failing = False  # log an outage once, not once per call
         self._jobs: deque[_Job] = deque()  # appended by any thread under _jobs_lock
         self._jobs_lock = threading.Lock()
         self._jobs_waiting: anyio.Event | None = None
@@ -623,7 +624,20 @@ class Registry:
             await self.backend.publish(envelope)
         except BackendUnavailable as exc:
             self._counters.backend_errors += 1
-            logger.warning("publish failed, delivered locally only: %s", exc)
+            if self._publish_failing:
+                logger.debug("publish failed, delivered locally only: %s", exc)
+            else:
+                self._publish_failing = True
+                logger.warning(
+                    "publish failed, delivered locally only: %s "
+                    "(further failures are logged at DEBUG until a publish succeeds; "
+                    "stats().backend_errors counts them)",
+                    exc,
+                )
+        else:
+            if self._publish_failing:
+                self._publish_failing = False
+                logger.info("publishing to the backend again")
 
     # -- lookups -----------------------------------------------------------------------
 
