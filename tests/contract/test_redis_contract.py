@@ -267,3 +267,41 @@ async def test_order_across_nodes_and_call_kinds(ns: str) -> None:
                 await a.send_to_connection(conn.id, str(i))
         await until(lambda: len(t.frames) >= 600, limit=10)
         assert t.frames == [str(i) for i in range(600)]
+
+
+async def test_an_outage_is_logged_once_not_per_call(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="wsregistry")
+    port = _free_port()
+    proc = _start_redis(port, str(tmp_path))
+    try:
+        backend = RedisBackend(f"redis://127.0.0.1:{port}/0", reconnect_backoff=(0.05, 0.2))
+        async with Registry(backend=backend) as registry:
+            t = Sock()
+            await registry.connect(t, key="k")
+            proc.kill()
+            proc.wait()
+            await until(lambda: not registry.stats().backend.connected)
+            for _ in range(50):
+                assert await registry.broadcast("x") == 1
+            warnings = [
+                r
+                for r in caplog.records
+                if r.levelno >= logging.WARNING and "publish failed" in r.getMessage()
+            ]
+            assert len(warnings) == 1
+            assert registry.stats().backend_errors > 0
+            proc = _start_redis(port, str(tmp_path))
+            await until(lambda: registry.stats().backend.connected, limit=10)
+            await registry.broadcast("y")
+            await until(
+                lambda: any(
+                    "publishing to the backend again" in r.getMessage() for r in caplog.records
+                )
+            )
+    finally:
+        proc.kill()
+        proc.wait()
