@@ -16,7 +16,7 @@ message to ``on_message`` → always unregister::
     registry = Registry()
 
     async def authenticate(websocket):
-        user = websocket.session.get("user")  # or a token in websocket.query_params
+        user = websocket.query_params.get("user")  # verify a real token or session here
         return Identity(key=user, groups={"lobby"}) if user else None
 
     async def on_message(conn, data):
