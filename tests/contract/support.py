@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -35,3 +38,29 @@ async def until_async(fn: Callable[[], Awaitable[Any]], value: Any, limit: float
     with anyio.fail_after(limit):
         while await fn() != value:  # noqa: ASYNC110 - a remote state has no event
             await anyio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def run_uvicorn(
+    app: Any, registry: Any = None, sock: socket.socket | None = None, **kw: Any
+) -> AsyncIterator[int]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (port 0 or ``sock``); yields the port.
+
+    With ``registry``, through ``wsregistry.adapters.uvicorn.Server`` (drain, 1001).
+    """
+    import uvicorn
+
+    from wsregistry.adapters import uvicorn as wsr_uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **kw)
+    server = wsr_uvicorn.Server(config, registry=registry) if registry else uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
+    try:
+        await until(lambda: server.started or task.done())
+        assert server.started
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield port
+    finally:
+        server.should_exit = True
+        with anyio.fail_after(15):
+            await task

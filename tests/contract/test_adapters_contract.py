@@ -16,7 +16,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import uvicorn
 from fastapi import APIRouter, FastAPI, WebSocket
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
@@ -24,12 +23,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from wsregistry import Connection, Registry
-from wsregistry.adapters import uvicorn as wsr_uvicorn
 from wsregistry.adapters.fastapi import RegistryDep, registry_lifespan
 from wsregistry.adapters.starlette import Identity, RegistryEndpoint
 from wsregistry.adapters.websockets import serve
 
-from .support import until
+from .support import run_uvicorn, until
 
 pytestmark = pytest.mark.anyio
 
@@ -51,24 +49,6 @@ async def token_auth(ws: Any) -> Identity | None:
     if not token:
         return None
     return Identity(key=token, groups={"lobby"}, metadata={"via": "token"})
-
-
-@contextlib.asynccontextmanager
-async def run_uvicorn(
-    app: Any, registry: Registry | None = None, sock: socket.socket | None = None, **kw: Any
-) -> AsyncIterator[int]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **kw)
-    server = wsr_uvicorn.Server(config, registry=registry) if registry else uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock] if sock else None))
-    try:
-        await until(lambda: server.started or task.done())
-        assert server.started
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield port
-    finally:
-        server.should_exit = True
-        with anyio.fail_after(15):
-            await task
 
 
 async def drain(ws: Any) -> None:

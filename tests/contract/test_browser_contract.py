@@ -20,8 +20,7 @@ from starlette.routing import Route, WebSocketRoute
 from wsregistry import Connection, Registry
 from wsregistry.adapters.starlette import Identity, RegistryEndpoint
 
-from .support import until
-from .test_adapters_contract import run_uvicorn
+from .support import run_uvicorn, until
 
 CHROMIUM = Path("/usr/bin/chromium")
 
