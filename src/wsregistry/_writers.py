@@ -120,8 +120,8 @@ class WriterPool:
                 conn._writer = None
                 self._free += 1
             if failure is not None:
+                registry._transport_failed(conn, failure)  # discards and counts its queue
                 conn._release()
-                registry._transport_failed(conn, failure)
                 conn = None
             else:
                 counters.sent += 1

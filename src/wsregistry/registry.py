@@ -70,13 +70,16 @@ class Registry:
             is not ``str``/``bytes`` goes through it: the default accepts any
             JSON value (so ``42`` or ``None`` become the frames ``42``/``null``)
             and raises :class:`~wsregistry.errors.SerializationError` for the rest.
-        max_queue: most messages waiting in one connection's outbound queue.
-        max_queue_bytes: most payload bytes waiting in one connection's queue.
+        max_queue: most messages waiting in one connection's outbound queue
+            (default 1024).
+        max_queue_bytes: most payload bytes waiting in one connection's queue
+            (default 1 MiB).
         overflow: what to do when a message does not fit (see
             :class:`~wsregistry.OverflowPolicy`; default: close with 1013).
         drain_timeout: seconds shutdown waits for queues to drain and sends in
-            flight to finish.
-        close_timeout: seconds to wait for one transport's close before aborting it.
+            flight to finish (default 5).
+        close_timeout: seconds to wait for one transport's close before aborting it
+            (default 2).
         node_id: this registry's id in the cluster (default: random).
 
     Raises:

@@ -119,5 +119,5 @@ def test_transports_satisfy_the_transport_protocol() -> None:
         assert callable(transport.close)
         assert callable(transport.abort)
     assert issubclass(WebsocketsTransport, SupportsSendNowait)
-    assert not issubclass(StarletteTransport, SupportsSendNowait)
+    assert issubclass(StarletteTransport, SupportsSendNowait)
     assert issubclass(StarletteTransport, Transport)

@@ -123,3 +123,26 @@ async def test_serve_rejects_options_it_sets_itself() -> None:
                 registry, authenticate=websockets_auth, process_request=lambda c, r: None
             ):
                 pass
+
+
+async def test_a_broadcast_shares_one_frame_and_compressed_peers_get_their_own() -> None:
+    async with Harness("websockets") as h:
+        plain = [await h.connect(f"p{i}", compression=None) for i in range(3)]
+        deflate = await h.connect("z", compression="deflate")  # per-connection framing
+        peers = [*plain, deflate]
+        messages: list[object] = [{"n": 1, "pad": "é" * 300}, "text", b"\x00\x01bin", {"n": 2}]
+        for message in messages:
+            assert await h.registry.broadcast(message) == len(peers)
+        await h.registry.send("p1", "only p1")
+        expected = [
+            json.dumps(messages[0], ensure_ascii=False, separators=(",", ":")),
+            "text",
+            b"\x00\x01bin",
+            '{"n":2}',
+        ]
+        with anyio.fail_after(TIMEOUT):
+            for peer in peers:
+                assert [await peer.recv() for _ in expected] == expected
+            assert await plain[1].recv() == "only p1"
+        for peer in peers:
+            await peer.close()

@@ -91,6 +91,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-isolati
     ) from exc
 
 from ..codes import CloseCode
+from ._eager import EagerSender, running_asyncio
 from ._handshake import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Identity,
@@ -125,14 +126,21 @@ class StarletteTransport:
 
     ``send`` writes a text frame for ``str`` and a binary frame for ``bytes``
     and waits while the server applies back-pressure. ``close`` is idempotent
-    and ignores sockets that are already closed. No ``send_nowait``: an ASGI
-    send is always a coroutine, so the registry queues every message.
+    and ignores sockets that are already closed.
+
+    On asyncio, ``send_nowait`` runs the ASGI send in the caller: servers such
+    as uvicorn finish it without waiting while the socket's buffer has room, so
+    a broadcast writes directly instead of starting a writer task per
+    connection. If the server does make it wait, the rest of that send finishes
+    in a task and ``send_nowait`` answers ``False`` until it is done (the
+    registry queues meanwhile), so frames keep their order. On trio it always
+    answers ``False`` and the registry queues every message.
 
     Args:
         websocket: an accepted ``starlette.websockets.WebSocket``.
     """
 
-    __slots__ = ("_aborted", "_scope", "websocket")
+    __slots__ = ("_aborted", "_eager", "_scope", "websocket")
 
     def __init__(self, websocket: WebSocket) -> None:
         if not isinstance(websocket, WebSocket):
@@ -140,6 +148,7 @@ class StarletteTransport:
         self.websocket = websocket
         self._scope: anyio.CancelScope | None = None
         self._aborted = False
+        self._eager = EagerSender() if running_asyncio() else None
 
     def __repr__(self) -> str:
         client = self.websocket.client
@@ -148,14 +157,39 @@ class StarletteTransport:
 
     async def send(self, data: str | bytes) -> None:
         """Send one frame; raises when the socket is closed or broken."""
+        if self._eager is not None:
+            await self._eager.wait()
         if isinstance(data, str):
             await self.websocket.send_text(data)
         else:
             await self.websocket.send_bytes(data)
 
+    def send_nowait(self, data: str | bytes) -> bool:
+        """Write one frame now if the server takes it without waiting (asyncio only).
+
+        Returns:
+            ``True`` if the frame was handed to the server (a send the server
+            made wait finishes in the background, in order); ``False`` if the
+            caller must ``await send`` instead.
+
+        Raises:
+            Exception: what the ASGI send raises when the socket is closed or broken.
+        """
+        eager = self._eager
+        if eager is None or eager.busy:
+            return False
+        if isinstance(data, str):
+            eager.start(self.websocket.send({"type": "websocket.send", "text": data}))
+        else:
+            eager.start(self.websocket.send({"type": "websocket.send", "bytes": data}))
+        return True
+
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame with ``code`` and ``reason``. Idempotent; never raises."""
         # Already closed or gone: closed is what we wanted.
+        with contextlib.suppress(Exception):
+            if self._eager is not None:
+                await self._eager.wait()  # the close frame goes after the frames handed over
         with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
             await self.websocket.close(code, reason)
 
@@ -166,6 +200,8 @@ class StarletteTransport:
         the endpoint returns.
         """
         self._aborted = True
+        if self._eager is not None:
+            self._eager.cancel()
         if self._scope is not None:
             self._scope.cancel()
 

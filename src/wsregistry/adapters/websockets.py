@@ -68,7 +68,8 @@ try:
     from websockets.asyncio.server import ServerConnection
     from websockets.asyncio.server import serve as _ws_serve
     from websockets.exceptions import ConnectionClosed
-    from websockets.protocol import State
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import Side, State
 except ImportError as exc:  # pragma: no cover - exercised by the import-isolation test
     raise ImportError(
         "wsregistry.adapters.websockets needs websockets: pip install 'wsregistry[websockets]'"
@@ -134,6 +135,11 @@ class WebsocketsTransport:
     def send_nowait(self, data: str | bytes) -> bool:
         """Write one frame without waiting if the write buffer has room.
 
+        On a server connection without extensions (no compression negotiated)
+        and without debug logging, every peer gets the same frame bytes, so the
+        frame of a payload is built once and shared by all the connections a
+        broadcast writes to (the last payload's frame is kept for that).
+
         Returns:
             ``True`` if the frame went to the socket's buffer; ``False`` when the
             buffer is over ``write_limit`` (or a fragmented message is being
@@ -148,6 +154,15 @@ class WebsocketsTransport:
             raise ConnectionError(f"WebSocket connection is {protocol.state.name}")
         if connection.paused or connection.send_in_progress is not None:
             return False
+        if (
+            protocol.side is Side.SERVER
+            and not protocol.extensions
+            and not protocol.debug
+            and not protocol.writes
+            and not protocol.expect_continuation_frame
+        ):
+            connection.transport.write(_shared_frame(data))
+            return True
         if isinstance(data, str):
             protocol.send_text(data.encode())
         else:
@@ -162,6 +177,29 @@ class WebsocketsTransport:
     def abort(self) -> None:
         """Drop the TCP connection at once, without a closing handshake."""
         self.connection.transport.abort()
+
+
+_last_frame: tuple[str | bytes, bytes] | None = None
+
+
+def _shared_frame(data: str | bytes) -> bytes:
+    """The unmasked, uncompressed frame of ``data``; built once per payload object.
+
+    A broadcast hands the same payload object to every connection, so all but
+    the first reuse the frame. The (payload, frame) pair is swapped as a whole,
+    so a registry in another thread can only miss the cache, never read a
+    frame of another payload.
+    """
+    global _last_frame
+    last = _last_frame
+    if last is not None and last[0] is data:
+        return last[1]
+    if isinstance(data, str):
+        frame = Frame(Opcode.TEXT, data.encode()).serialize(mask=False)
+    else:
+        frame = Frame(Opcode.BINARY, data).serialize(mask=False)
+    _last_frame = (data, frame)
+    return frame
 
 
 class RegistryHandler(Endpoint[ServerConnection]):

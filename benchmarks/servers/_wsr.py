@@ -1,0 +1,53 @@
+"""What the three wsregistry servers share: the registry and how it is driven."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.servers.base import Options
+from benchmarks.wire import Message
+from wsregistry import Registry
+
+__all__ = ["RegistryApp", "make_registry"]
+
+
+def make_registry(options: Options) -> Registry:
+    """A registry with default limits, on the backend ``options`` asks for."""
+    if options.backend == "memory":
+        return Registry()
+    if options.backend == "redis":
+        from wsregistry.backends.redis import RedisBackend
+
+        return Registry(backend=RedisBackend(options.redis_url, namespace=options.channel))
+    raise ValueError(f"unknown backend {options.backend!r}")
+
+
+class RegistryApp:
+    """The application side: one ``registry.broadcast`` / ``registry.send`` per message."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.port = 0
+
+    def count(self) -> int:
+        return len(self.registry.connections())
+
+    def users(self) -> list[str]:
+        return [str(conn.key) for conn in self.registry.connections()]
+
+    async def broadcast(self, message: Message) -> None:
+        await self.registry.broadcast(message)
+
+    async def send(self, user: str, message: Message) -> None:
+        await self.registry.send(user, message)
+
+    def stats(self) -> dict[str, Any]:
+        stats = self.registry.stats()
+        return {
+            "queued": stats.queued,
+            "sent": stats.sent,
+            "dropped": stats.dropped,
+            "slow_consumer_closes": stats.slow_consumer_closes,
+            "send_errors": stats.send_errors,
+            "backend_errors": stats.backend_errors,
+        }
