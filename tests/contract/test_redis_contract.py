@@ -305,3 +305,20 @@ async def test_an_outage_is_logged_once_not_per_call(
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_join_and_leave_take_effect_across_nodes_at_once(ns: str) -> None:
+    a = Registry(backend=RedisBackend(URL, namespace=ns))
+    b = Registry(backend=RedisBackend(URL, namespace=ns))
+    async with a, b:
+        t = Sock()
+        conn = await b.connect(t, key="j")
+        for round_ in range(5):
+            await b.join(conn, "room")
+            await a.broadcast(f"in-{round_}", group="room")  # right after join returned
+            await until(lambda r=round_: f"in-{r}" in t.frames)  # type: ignore[misc]
+            await b.leave(conn, "room")
+            await a.broadcast(f"out-{round_}", group="room")  # right after leave returned
+            await a.send("j", f"fence-{round_}")
+            await until(lambda r=round_: f"fence-{r}" in t.frames)  # type: ignore[misc]
+        assert t.frames == [f for r in range(5) for f in (f"in-{r}", f"fence-{r}")]
