@@ -394,7 +394,9 @@ class Registry:
         """Remove ``conn`` from ``group``. Idempotent (also for a closed connection).
 
         Like :meth:`disconnect`, it does its work even in a cancelled scope,
-        then raises the cancellation.
+        then raises the cancellation. Takes effect at once: a group broadcast
+        that reaches this process afterwards (even one another node published
+        just before) is not delivered to ``conn``.
 
         Raises:
             TypeError, ValueError: ``group`` is not a non-empty ``str``, ``conn``
