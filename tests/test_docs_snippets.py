@@ -43,6 +43,7 @@ from websockets.typing import Origin
 from tests.helpers import TIMEOUT, wait_until
 from tests.servers import serve as serving
 from wsregistry import CloseCode, Registry, RegistryClosed, RegistryNotStarted
+from wsregistry.compat.connection_manager import get_websocket_manager
 from wsregistry.testing import RecordingTransport
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -339,7 +340,10 @@ async def test_migration_before_loses_the_first_tab() -> None:
 @pytest.mark.anyio
 async def test_migration_after_reaches_every_tab() -> None:
     registry = migration_after.manager.registry
-    async with serving(migration_after.app, registry=registry) as host:
+    # tests/compat clears get_websocket_manager's cache: pin the module's own manager
+    app = migration_after.app
+    app.dependency_overrides[get_websocket_manager] = lambda: migration_after.manager
+    async with serving(app, registry=registry) as host:
         async with (
             connect(f"ws://{host}/ws/alice") as tab1,
             connect(f"ws://{host}/ws/alice") as tab2,
