@@ -42,10 +42,10 @@ Inside your own endpoint function, call ``await endpoint.handle(websocket)``.
 Refusals (see :mod:`wsregistry.adapters`): in strict mode the answer is an HTTP
 403/429 sent with the WebSocket Denial Response extension (uvicorn supports it
 with all three of its WebSocket implementations); on a server without it,
-closing before accept makes the server answer HTTP 403. uvicorn's ``websockets``
-and ``websockets-sansio`` implementations then log a spurious
-``ASGI callable returned without completing handshake.`` at ERROR for each
-refusal (uvicorn's bug, the client gets the right status); ``--ws wsproto`` or
+closing before accept makes the server answer HTTP 403. uvicorn's
+``websockets-sansio`` implementation (its default) logs a spurious
+``ASGI callable returned without completing handshake.`` at ERROR for each HTTP
+refusal (uvicorn's bug; the client gets the right status); ``--ws wsproto`` or
 ``refusal="close"`` avoid it.
 
 Server settings that matter (uvicorn names; other servers have equivalents):
