@@ -340,10 +340,18 @@ async def test_migration_before_loses_the_first_tab() -> None:
 @pytest.mark.anyio
 async def test_migration_after_reaches_every_tab() -> None:
     registry = migration_after.manager.registry
-    # tests/compat clears get_websocket_manager's cache: pin the module's own manager
-    app = migration_after.app
-    app.dependency_overrides[get_websocket_manager] = lambda: migration_after.manager
-    async with serving(app, registry=registry) as host:
+    # get_websocket_manager() is a process-wide cache that other tests clear: pin the
+    # dependency to the manager this module built at import, as a fresh process would have.
+    overrides = migration_after.app.dependency_overrides
+    overrides[get_websocket_manager] = lambda: migration_after.manager
+    try:
+        await _check_migration_after(registry)
+    finally:
+        overrides.pop(get_websocket_manager, None)
+
+
+async def _check_migration_after(registry: Registry) -> None:
+    async with serving(migration_after.app, registry=registry) as host:
         async with (
             connect(f"ws://{host}/ws/alice") as tab1,
             connect(f"ws://{host}/ws/alice") as tab2,
