@@ -43,6 +43,7 @@ from websockets.typing import Origin
 from tests.helpers import TIMEOUT, wait_until
 from tests.servers import serve as serving
 from wsregistry import CloseCode, Registry, RegistryClosed, RegistryNotStarted
+from wsregistry.compat.connection_manager import get_websocket_manager
 from wsregistry.testing import RecordingTransport
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -339,6 +340,17 @@ async def test_migration_before_loses_the_first_tab() -> None:
 @pytest.mark.anyio
 async def test_migration_after_reaches_every_tab() -> None:
     registry = migration_after.manager.registry
+    # get_websocket_manager() is a process-wide cache that other tests clear: pin the
+    # dependency to the manager this module built at import, as a fresh process would have.
+    overrides = migration_after.app.dependency_overrides
+    overrides[get_websocket_manager] = lambda: migration_after.manager
+    try:
+        await _check_migration_after(registry)
+    finally:
+        overrides.pop(get_websocket_manager, None)
+
+
+async def _check_migration_after(registry: Registry) -> None:
     async with serving(migration_after.app, registry=registry) as host:
         async with (
             connect(f"ws://{host}/ws/alice") as tab1,
