@@ -591,12 +591,23 @@ def write_chart(path: Path, records: list[Record]) -> bool:
     width = 0.8 / len(servers)
     for axis, size in zip(axes[0], sizes, strict=True):
         for index, server in enumerate(servers):
-            values = [(cell(records, "fanout", server, n, size).rate or 0) / 1e3 for n in ns]
+            values, low, high = [], [], []
+            for n in ns:
+                rates = [
+                    float(r["deliveries_per_s"]) / 1e3
+                    for r in _select(
+                        records, scenario="fanout", server=server, n=n, size=size, phase="burst"
+                    )
+                ]
+                median = statistics.median(rates) if rates else 0.0
+                values.append(median)
+                low.append(median - min(rates, default=0.0))
+                high.append(max(rates, default=0.0) - median)
             positions = [i + (index - (len(servers) - 1) / 2) * width for i in range(len(ns))]
-            axis.bar(positions, values, width, label=_label(server))
+            axis.bar(positions, values, width, yerr=[low, high], capsize=2, label=_label(server))
         axis.set_xticks(range(len(ns)), [f"N={n}" for n in ns])
         axis.set_ylabel("thousand deliveries / s")
-        axis.set_title(f"Broadcast fan-out, {_size(size)} messages")
+        axis.set_title(f"Broadcast fan-out, {_size(size)} messages (median, min-max)")
         axis.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
