@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 import pytest
 
 from tests.helpers import TIMEOUT
-from wsregistry import Backend, Envelope, MemoryBackend, MemoryHub, Registry
+from wsregistry import Backend, Envelope, Key, MemoryBackend, MemoryHub, Registry
 from wsregistry.contracts import check_backend
 
 from .conftest import SHARED_REDIS
@@ -52,8 +52,7 @@ def cluster_of(
     async def cluster() -> AsyncIterator[list[Registry]]:
         async with AsyncExitStack() as stack:
             yield [
-                await stack.enter_async_context(Registry(backend=make_backend()))
-                for _ in range(2)
+                await stack.enter_async_context(Registry(backend=make_backend())) for _ in range(2)
             ]
 
     return cluster
@@ -79,7 +78,7 @@ def fresh_cluster(kind: str) -> Callable[[], AbstractAsyncContextManager[list[Re
 
 
 async def test_backend_keeps_the_contract(case: tuple[str, str]) -> None:
-    await check_backend(fresh_cluster(case[0]), timeout=TIMEOUT)
+    await check_backend(fresh_cluster(case[0]), check_timeout=TIMEOUT)
 
 
 class DoubleDelivery(MemoryBackend):
@@ -93,24 +92,22 @@ class DoubleDelivery(MemoryBackend):
 class LocalPresence(MemoryBackend):
     """Broken on purpose: presence counts only this node."""
 
-    async def presence_count(self, key: object) -> int:
-        node = self._node
-        assert node is not None
-        return node.local_count(key)  # type: ignore[arg-type]
+    async def presence_count(self, key: Key) -> int:
+        return self._node.local_count(key) if self._node is not None else 0
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_backend_that_delivers_twice_fails() -> None:
     hub = MemoryHub()
     with pytest.raises(AssertionError, match=r"send_reaches_every_connection.*expected 1, got 2"):
-        await check_backend(cluster_of(lambda: DoubleDelivery(hub=hub)), timeout=TIMEOUT)
+        await check_backend(cluster_of(lambda: DoubleDelivery(hub=hub)), check_timeout=TIMEOUT)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_backend_without_cluster_presence_fails() -> None:
     hub = MemoryHub()
     with pytest.raises(AssertionError, match=r"presence_spans_the_cluster.*expected 2, got 1"):
-        await check_backend(cluster_of(lambda: LocalPresence(hub=hub)), timeout=TIMEOUT)
+        await check_backend(cluster_of(lambda: LocalPresence(hub=hub)), check_timeout=TIMEOUT)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])

@@ -48,7 +48,7 @@ async def test_recording_transport_keeps_the_contract(nowait: bool) -> None:
             break_peer=break_peer,
         )
 
-    await check_transport(connected, timeout=TIMEOUT)
+    await check_transport(connected, check_timeout=TIMEOUT)
 
 
 class Reordering(RecordingTransport):
@@ -111,7 +111,7 @@ async def test_a_broken_transport_fails(make: type[RecordingTransport], message:
         yield reader(make())
 
     with pytest.raises(AssertionError, match=message):
-        await check_transport(connected, timeout=TIMEOUT)
+        await check_transport(connected, check_timeout=TIMEOUT)
 
 
 async def test_a_transport_that_never_raises_fails() -> None:
@@ -127,18 +127,18 @@ async def test_a_transport_that_never_raises_fails() -> None:
         )
 
     with pytest.raises(AssertionError, match=r"broken_peer_makes_send_raise: did not finish"):
-        await check_transport(connected, timeout=0.5)
+        await check_transport(connected, check_timeout=0.5)
 
 
 async def test_a_bad_send_nowait_fails() -> None:
     class Unsure(RecordingTransport):
-        def send_nowait(self, data: str | bytes) -> object:
+        def send_nowait(self, data: str | bytes) -> bool:
             self._record(data)
-            return "yes"
+            return "yes"  # type: ignore[return-value]
 
     @asynccontextmanager
     async def connected() -> AsyncIterator[ConnectedTransport]:
         yield reader(Unsure())
 
     with pytest.raises(AssertionError, match=r"send_nowait returned 'yes'"):
-        await check_transport(connected, timeout=TIMEOUT)
+        await check_transport(connected, check_timeout=TIMEOUT)

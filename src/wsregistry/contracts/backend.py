@@ -56,11 +56,11 @@ HOSTILE_KEYS: tuple[str | int, ...] = (
 _POLL = 0.005
 
 
-async def check_backend(make_cluster: MakeCluster, *, timeout: float = 5.0) -> None:
+async def check_backend(make_cluster: MakeCluster, *, check_timeout: float = 5.0) -> None:
     """Check that registries sharing your backend behave as one cluster.
 
     Each check calls ``make_cluster()`` for a fresh cluster, uses its first two
-    registries as two nodes, and must finish within ``timeout`` seconds. Each
+    registries as two nodes, and must finish within ``check_timeout`` seconds. Each
     call must give an **empty** cluster: with a shared broker, use a new
     namespace (channel prefix) per call.
 
@@ -69,12 +69,13 @@ async def check_backend(make_cluster: MakeCluster, *, timeout: float = 5.0) -> N
             started :class:`~wsregistry.Registry` objects, each with its own
             instance of your backend, connected to the same broker. Leaving it
             stops them.
-        timeout: seconds each check may take.
+        check_timeout: seconds each check may take (default 5).
 
     Raises:
         AssertionError: a promise is broken; the message names the check and
             what was expected.
-        ValueError: ``make_cluster`` yielded fewer than two registries.
+        ValueError: ``make_cluster`` yielded fewer than two registries, or
+            ``check_timeout`` is not positive.
 
     Example:
         In a pytest test (with anyio's pytest plugin)::
@@ -82,9 +83,9 @@ async def check_backend(make_cluster: MakeCluster, *, timeout: float = 5.0) -> N
             @asynccontextmanager
             async def cluster():
                 broker = f"ns-{uuid.uuid4().hex}"
-                async with Registry(backend=MyBackend(broker)) as a, \\
-                        Registry(backend=MyBackend(broker)) as b:
-                    yield [a, b]
+                async with Registry(backend=MyBackend(broker)) as a:
+                    async with Registry(backend=MyBackend(broker)) as b:
+                        yield [a, b]
 
             @pytest.mark.anyio
             async def test_my_backend_keeps_the_contract():
@@ -92,7 +93,7 @@ async def check_backend(make_cluster: MakeCluster, *, timeout: float = 5.0) -> N
     """
     await run_checks(
         [(check.__name__.lstrip("_"), _on_cluster(make_cluster, check)) for check in _CHECKS],
-        timeout=timeout,
+        check_timeout=check_timeout,
     )
 
 
@@ -148,9 +149,7 @@ async def _send_reaches_every_connection_of_the_key_once(a: Registry, b: Registr
     await _fenced(b, "alice", *tabs, fence="fence-b")
     for i, tab in enumerate(tabs):
         for message in ({"n": 1}, {"n": 2}, "fence-a", "fence-b"):
-            _expect(
-                tab.messages().count(message), 1, f"copies of {message!r} on alice's tab {i}"
-            )
+            _expect(tab.messages().count(message), 1, f"copies of {message!r} on alice's tab {i}")
     _expect(bob.sent, [], "frames for bob (sends were to alice)")
 
 
@@ -239,9 +238,7 @@ async def _equals(value: Awaitable[object], expected: object) -> bool:
 async def _require_raises_only_when_offline_everywhere(a: Registry, b: Registry) -> None:
     remote = RecordingTransport()
     await b.connect(remote, key="alice")
-    _expect(
-        await a.send("alice", "you are there", require=True), 0, "a.send(require=True) locally"
-    )
+    _expect(await a.send("alice", "you are there", require=True), 0, "a.send(require=True) locally")
     await remote.wait_for(1)
     try:
         await a.send("nobody", "x", require=True)
@@ -309,9 +306,7 @@ async def _publisher_order_is_kept_across_kinds(a: Registry, b: Registry) -> Non
             await a.broadcast(i)
     await a.send_to_connection(conn.id, 300)
     await remote.wait_for(301)
-    _expect(
-        remote.messages(), list(range(301)), "order of a publisher's sends/broadcasts on b"
-    )
+    _expect(remote.messages(), list(range(301)), "order of a publisher's sends/broadcasts on b")
 
 
 _CHECKS: tuple[Callable[[Registry, Registry], Awaitable[None]], ...] = (

@@ -71,11 +71,11 @@ _BURST = 200
 _POLL = 0.01
 
 
-async def check_transport(make_transport: MakeTransport, *, timeout: float = 5.0) -> None:
+async def check_transport(make_transport: MakeTransport, *, check_timeout: float = 5.0) -> None:
     """Check that your transport keeps the :class:`~wsregistry.Transport` contract.
 
     Each check calls ``make_transport()`` for a fresh connection and must finish
-    within ``timeout`` seconds. The checks:
+    within ``check_timeout`` seconds. The checks:
 
     * frames sent with ``send`` arrive as sent and in order: ``str`` as text,
       ``bytes`` as binary (empty, non-ASCII and 70 kB frames included);
@@ -94,11 +94,15 @@ async def check_transport(make_transport: MakeTransport, *, timeout: float = 5.0
         make_transport: returns an async context manager yielding a
             :class:`ConnectedTransport`; leaving it tears the connection down
             (the transport may already be closed by then).
-        timeout: seconds each check may take.
+        check_timeout: seconds each check may take (default 5).
 
     Raises:
         AssertionError: the contract is broken; the message names the check
-            and what was expected.
+            and what was expected. An exception your transport raises where
+            it should not (``send`` on an open connection) propagates as is.
+        TypeError: ``make_transport`` yielded something else than a
+            :class:`ConnectedTransport`.
+        ValueError: ``check_timeout`` is not positive.
 
     Example:
         In a pytest test (with anyio's pytest plugin), for a transport over a
@@ -126,7 +130,7 @@ async def check_transport(make_transport: MakeTransport, *, timeout: float = 5.0
     ]
     await run_checks(
         [(name, _on_connection(make_transport, check)) for name, check in checks],
-        timeout=timeout,
+        check_timeout=check_timeout,
     )
 
 
@@ -158,10 +162,21 @@ async def _expect_frames(
 ) -> None:
     """Run ``send_all`` while the peer reads; the peer must get exactly ``expected``."""
     received: list[str | bytes] = []
+    failed: list[Exception] = []
+
+    async def sender() -> None:
+        try:
+            await send_all()
+        except Exception as exc:  # raised as itself, not in an exception group
+            failed.append(exc)
+            tg.cancel_scope.cancel()
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(send_all)
+        tg.start_soon(sender)
         for _ in expected:
             received.append(await connected.receive())
+    if failed:
+        raise failed[0]
     for i, (got, want) in enumerate(zip(received, expected, strict=True)):
         if type(got) is not type(want) or got != want:
             raise AssertionError(
