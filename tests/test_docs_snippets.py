@@ -15,6 +15,7 @@ import httpx
 import pytest
 from docs_src import (
     connections,
+    contract_checks,
     custom_backend,
     custom_transport,
     emitter,
@@ -436,3 +437,13 @@ def test_griffe_extension_renders_roles_literal_blocks_and_simple_tables() -> No
     table = _griffe_roles._markdown_tables("\n".join(rst))
     assert "| a | b c |\n| --- | --- |\n| 1 | 2 |" in table
     assert "\nafter\n\n* next" in table
+
+
+@pytest.mark.anyio
+async def test_contract_checks_on_the_custom_transport() -> None:
+    await contract_checks.test_stream_transport_keeps_the_contract()
+
+
+@pytest.mark.anyio
+async def test_contract_checks_on_the_custom_backend() -> None:
+    await contract_checks.test_broker_backend_keeps_the_contract()
