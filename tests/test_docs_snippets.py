@@ -366,12 +366,23 @@ async def _check_migration_after(registry: Registry) -> None:
         await wait_until(lambda: not registry.lookup("alice"))
 
 
+@pytest.mark.anyio
+async def test_contract_checks_on_the_custom_transport() -> None:
+    await contract_checks.test_stream_transport_keeps_the_contract()
+
+
+@pytest.mark.anyio
+async def test_contract_checks_on_the_custom_backend() -> None:
+    await contract_checks.test_broker_backend_keeps_the_contract()
+
+
 def test_every_snippet_file_is_tested() -> None:
     """A new file in docs_src/ must get a test above."""
     tested = {
         module.__name__.rsplit(".", 1)[-1]
         for module in (
             connections,
+            contract_checks,
             custom_backend,
             custom_transport,
             emitter,
@@ -437,13 +448,3 @@ def test_griffe_extension_renders_roles_literal_blocks_and_simple_tables() -> No
     table = _griffe_roles._markdown_tables("\n".join(rst))
     assert "| a | b c |\n| --- | --- |\n| 1 | 2 |" in table
     assert "\nafter\n\n* next" in table
-
-
-@pytest.mark.anyio
-async def test_contract_checks_on_the_custom_transport() -> None:
-    await contract_checks.test_stream_transport_keeps_the_contract()
-
-
-@pytest.mark.anyio
-async def test_contract_checks_on_the_custom_backend() -> None:
-    await contract_checks.test_broker_backend_keeps_the_contract()
