@@ -15,6 +15,7 @@ import httpx
 import pytest
 from docs_src import (
     connections,
+    contract_checks,
     custom_backend,
     custom_transport,
     emitter,
@@ -365,12 +366,23 @@ async def _check_migration_after(registry: Registry) -> None:
         await wait_until(lambda: not registry.lookup("alice"))
 
 
+@pytest.mark.anyio
+async def test_contract_checks_on_the_custom_transport() -> None:
+    await contract_checks.test_stream_transport_keeps_the_contract()
+
+
+@pytest.mark.anyio
+async def test_contract_checks_on_the_custom_backend() -> None:
+    await contract_checks.test_broker_backend_keeps_the_contract()
+
+
 def test_every_snippet_file_is_tested() -> None:
     """A new file in docs_src/ must get a test above."""
     tested = {
         module.__name__.rsplit(".", 1)[-1]
         for module in (
             connections,
+            contract_checks,
             custom_backend,
             custom_transport,
             emitter,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import wsregistry
 import wsregistry.backends
+import wsregistry.contracts
 import wsregistry.errors
 import wsregistry.testing
 
@@ -83,6 +84,16 @@ def test_subpackage_names() -> None:
         "StallingTransport",
         "TransportBroken",
     }
+    assert set(wsregistry.contracts.__all__) == {
+        "HOSTILE_KEYS",
+        "ConnectedTransport",
+        "MakeCluster",
+        "MakeTransport",
+        "check_backend",
+        "check_transport",
+    }
+    for name in wsregistry.contracts.__all__:
+        assert name not in wsregistry.__all__  # the checkers live in their own module
 
 
 def test_version_is_a_string() -> None:

@@ -8,14 +8,30 @@ import sys
 
 import pytest
 
-FORBIDDEN = ["starlette", "fastapi", "websockets", "redis", "uvicorn", "trio", "wsproto", "httpx"]
+FORBIDDEN = [
+    "pytest",
+    "starlette",
+    "fastapi",
+    "websockets",
+    "redis",
+    "uvicorn",
+    "trio",
+    "wsproto",
+    "httpx",
+]
 
 
 @pytest.mark.parametrize(
     "modules",
     [
         ["wsregistry"],
-        ["wsregistry", "wsregistry.testing", "wsregistry.backends", "wsregistry.adapters"],
+        [
+            "wsregistry",
+            "wsregistry.testing",
+            "wsregistry.contracts",
+            "wsregistry.backends",
+            "wsregistry.adapters",
+        ],
     ],
 )
 def test_core_imports_no_optional_dependency(modules: list[str]) -> None:

@@ -1,9 +1,9 @@
 """Writer tasks shared by a registry's connections.
 
 A connection with queued frames is put on a ready list; writer tasks take
-connections off it and ``await transport.send`` one frame at a time, putting a
-connection back at the end of the list while it has more. A connection is on
-the list or in a writer's hands at most once, so its frames go out in order.
+connections off it and ``await transport.send`` one frame at a time, keeping a
+connection until its queue is empty. A connection is on the list or in a
+writer's hands at most once, so its frames go out in order.
 
 Tasks are spawned only when needed: when a connection becomes ready and every
 writer is inside a send, and when a writer is about to send while others wait
@@ -89,11 +89,14 @@ class WriterPool:
         counters = registry._counters
         scope = writer.scope
         sent = 0
-        while ready:
-            conn = ready.popleft()
+        conn: Connection | None = None
+        while conn is not None or ready:
+            if conn is None:
+                conn = ready.popleft()
             queue = conn._queue
             if conn._closed or not queue:
                 conn._release()
+                conn = None
                 continue
             payload = queue.popleft()
             size = len(payload)
@@ -119,14 +122,21 @@ class WriterPool:
             if failure is not None:
                 registry._transport_failed(conn, failure)  # discards and counts its queue
                 conn._release()
+                conn = None
             else:
                 counters.sent += 1
-                if queue and not conn._closed:
-                    ready.append(conn)
-                else:
+                if not queue or conn._closed:
                     conn._release()
+                    conn = None
+                # else: keep serving this connection. Sending its next frame at
+                # once (instead of queueing it behind the others) lets a writer
+                # whose transport yields on every send keep pace with a caller
+                # that queues one frame per checkpoint; the others are served by
+                # the writers spawned above.
             registry._queue_emptied()
             if scope.cancel_called:
+                if conn is not None:  # hand it back: another writer carries on
+                    ready.append(conn)
                 return  # a close hit this scope during a send that did not wait
             sent += 1
             if sent % BATCH == 0:

@@ -134,7 +134,8 @@ class Connection:
 
         Raises:
             SerializationError: the message cannot be serialised (nothing queued).
-            ConnectionClosed: the connection is no longer registered.
+            ConnectionClosed: the connection is no longer registered (also
+                after the registry shut down, which closed it: ``code`` 1001).
         """
         await anyio.lowlevel.checkpoint()
         payload = encode(message, self._registry.serializer)

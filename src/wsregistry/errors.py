@@ -47,9 +47,9 @@ class RegistryClosed(WSRegistryError, RuntimeError):
         operation: the name of the call that was refused.
     """
 
-    def __init__(self, operation: str) -> None:
+    def __init__(self, operation: str, detail: str | None = None) -> None:
         self.operation = operation
-        super().__init__(f"Registry.{operation}() called after the registry was closed")
+        super().__init__(detail or f"Registry.{operation}() called after the registry was closed")
 
 
 class RegistryNotStarted(RegistryClosed):

@@ -66,7 +66,10 @@ class Registry:
             private :class:`~wsregistry.backends.MemoryBackend` (one process).
         serializer: turns ``dict``/``list`` messages into ``str`` (text frame) or
             ``bytes`` (binary frame). Defaults to compact JSON. Called once per
-            send/broadcast, whatever the number of targets.
+            send/broadcast, whatever the number of targets. Every message that
+            is not ``str``/``bytes`` goes through it: the default accepts any
+            JSON value (so ``42`` or ``None`` become the frames ``42``/``null``)
+            and raises :class:`~wsregistry.errors.SerializationError` for the rest.
         max_queue: most messages waiting in one connection's outbound queue
             (default 1024).
         max_queue_bytes: most payload bytes waiting in one connection's queue
@@ -119,6 +122,7 @@ class Registry:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._loop: LoopHandle | None = None
         self._drained: anyio.Event | None = None
+        self._publish_failing = False  # log an outage once, not once per call
         self._jobs: deque[_Job] = deque()  # appended by any thread under _jobs_lock
         self._jobs_lock = threading.Lock()
         self._jobs_waiting: anyio.Event | None = None
@@ -145,11 +149,15 @@ class Registry:
         """Start the registry and its backend.
 
         Raises:
-            RuntimeError: the registry was already started.
+            RegistryClosed: the registry was already started (it is running or
+                closed; a ``RuntimeError`` too). A registry is started once:
+                create a new one for each run (e.g. each ``anyio.run``).
             BackendUnavailable: the backend could not start.
         """
         if self._state is not _State.NEW:
-            raise RuntimeError("a Registry can be started only once; create a new one")
+            raise RegistryClosed(
+                "__aenter__", "a Registry can be started only once; create a new one"
+            )
         self._loop = LoopHandle()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
@@ -321,9 +329,12 @@ class Registry:
 
         Raises:
             TypeError: ``conn`` is not a :class:`Connection`.
+            ValueError: ``conn`` belongs to another registry (nothing changes).
         """
         if not isinstance(conn, Connection):
             raise TypeError(f"disconnect() takes a Connection, got {type(conn).__name__}")
+        if conn._registry is not self:
+            raise ValueError(f"{conn!r} belongs to another registry")
         self._forget(conn, code=None)
         await anyio.lowlevel.checkpoint()
 
@@ -334,9 +345,12 @@ class Registry:
 
         Raises:
             TypeError: ``conn`` is not a :class:`Connection`.
+            ValueError: ``conn`` belongs to another registry (nothing changes).
         """
         if not isinstance(conn, Connection):
             raise TypeError(f"disconnect_nowait() takes a Connection, got {type(conn).__name__}")
+        if conn._registry is not self:
+            raise ValueError(f"{conn!r} belongs to another registry")
         self._forget(conn, code=None)
 
     @asynccontextmanager
@@ -380,7 +394,9 @@ class Registry:
         """Remove ``conn`` from ``group``. Idempotent (also for a closed connection).
 
         Like :meth:`disconnect`, it does its work even in a cancelled scope,
-        then raises the cancellation.
+        then raises the cancellation. Takes effect at once: a group broadcast
+        that reaches this process afterwards (even one another node published
+        just before) is not delivered to ``conn``.
 
         Raises:
             TypeError, ValueError: ``group`` is not a non-empty ``str``, ``conn``
@@ -613,7 +629,20 @@ class Registry:
             await self.backend.publish(envelope)
         except BackendUnavailable as exc:
             self._counters.backend_errors += 1
-            logger.warning("publish failed, delivered locally only: %s", exc)
+            if self._publish_failing:
+                logger.debug("publish failed, delivered locally only: %s", exc)
+            else:
+                self._publish_failing = True
+                logger.warning(
+                    "publish failed, delivered locally only: %s "
+                    "(further failures are logged at DEBUG until a publish succeeds; "
+                    "stats().backend_errors counts them)",
+                    exc,
+                )
+        else:
+            if self._publish_failing:
+                self._publish_failing = False
+                logger.info("publishing to the backend again")
 
     # -- lookups -----------------------------------------------------------------------
 

@@ -19,10 +19,10 @@ from wsregistry import BackendHealth, BackendUnavailable, NotConnected, Registry
 from wsregistry.backends import _redis_wire as wire
 from wsregistry.backends.base import Envelope, EnvelopeKind
 from wsregistry.backends.redis import RedisBackend, RedisEmitter, SyncRedisEmitter
+from wsregistry.contracts import HOSTILE_KEYS as HOSTILE
 from wsregistry.testing import RecordingTransport
 
 from .conftest import free_port
-from .test_contract import HOSTILE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 

@@ -16,7 +16,7 @@ message to ``on_message`` → always unregister::
     registry = Registry()
 
     async def authenticate(websocket):
-        user = websocket.session.get("user")  # or a token in websocket.query_params
+        user = websocket.query_params.get("user")  # verify a real token or session here
         return Identity(key=user, groups={"lobby"}) if user else None
 
     async def on_message(conn, data):
@@ -42,7 +42,11 @@ Inside your own endpoint function, call ``await endpoint.handle(websocket)``.
 Refusals (see :mod:`wsregistry.adapters`): in strict mode the answer is an HTTP
 403/429 sent with the WebSocket Denial Response extension (uvicorn supports it
 with all three of its WebSocket implementations); on a server without it,
-closing before accept makes the server answer HTTP 403.
+closing before accept makes the server answer HTTP 403. uvicorn's
+``websockets-sansio`` implementation (its default) logs a spurious
+``ASGI callable returned without completing handshake.`` at ERROR for each HTTP
+refusal (uvicorn's bug; the client gets the right status); ``--ws wsproto`` or
+``refusal="close"`` avoid it.
 
 Server settings that matter (uvicorn names; other servers have equivalents):
 
