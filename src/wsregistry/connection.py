@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Connection"]
 
+_NO_GROUPS: frozenset[str] = frozenset()
+
 logger = logging.getLogger("wsregistry")
 
 
@@ -82,7 +84,7 @@ class Connection:
         self.key = key
         self.metadata: dict[str, Any] = dict(metadata) if metadata else {}
         self.connected_at = time.time()
-        self._groups: set[str] = set()
+        self._groups: set[str] | frozenset[str] = _NO_GROUPS  # a set from the first join
         self._queue: deque[Payload] | None = None  # allocated while frames wait (760 B)
         self._queued_bytes = 0
         self._closed = False
@@ -103,6 +105,24 @@ class Connection:
     def groups(self) -> frozenset[str]:
         """The groups this connection belongs to (a snapshot)."""
         return frozenset(self._groups)
+
+    def _add_group(self, group: str) -> bool:
+        """Record membership; returns ``False`` if it was already a member."""
+        groups = self._groups
+        if group in groups:
+            return False
+        if not isinstance(groups, set):
+            groups = self._groups = set()
+        groups.add(group)
+        return True
+
+    def _remove_group(self, group: str) -> bool:
+        """Forget membership; returns ``False`` if it was not a member."""
+        groups = self._groups
+        if group not in groups or not isinstance(groups, set):
+            return False
+        groups.discard(group)
+        return True
 
     @property
     def closed(self) -> bool:

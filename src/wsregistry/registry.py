@@ -304,8 +304,7 @@ class Registry:
         self._ids[conn.id] = conn
         firsts: list[tuple[str, bool]] = []
         for group in group_names:
-            if group not in conn._groups:
-                conn._groups.add(group)
+            if conn._add_group(group):
                 firsts.append((group, self._index.join(conn, group)))
         try:
             await self._backend_call(self.backend.connection_added(conn, first_of_key=first_of_key))
@@ -384,9 +383,8 @@ class Registry:
         self._check_running("join")
         group = check_group(group)
         self._check_member(conn)
-        if group in conn._groups:
+        if not conn._add_group(group):
             return
-        conn._groups.add(group)
         first = self._index.join(conn, group)
         await self._backend_call(self.backend.group_joined(conn, group, first_of_group=first))
 
@@ -407,8 +405,7 @@ class Registry:
             raise TypeError(f"leave() takes a Connection, got {type(conn).__name__}")
         if conn._registry is not self:
             raise ValueError(f"{conn!r} belongs to another registry")
-        if not conn._closed and group in conn._groups:
-            conn._groups.discard(group)
+        if not conn._closed and conn._remove_group(group):
             last = self._index.leave(conn, group)
             self._backend_sync(self.backend.group_left, conn, group, last_of_group=last)
         await anyio.lowlevel.checkpoint()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
@@ -158,33 +157,33 @@ class Endpoint(Generic[SocketT]):
             return
         conn: Connection | None = None
         try:
-            async with AsyncExitStack() as stack:
-                with policy.reserve(identity.key):
-                    if accept is not None:
-                        await accept()
-                    try:
-                        conn = await stack.enter_async_context(
-                            registry.session(
-                                transport,
-                                key=identity.key,
-                                groups=identity.groups,
-                                metadata=identity.metadata,
-                            )
-                        )
-                    except RegistryClosed:
-                        await transport.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
-                        return
+            with policy.reserve(identity.key):
+                if accept is not None:
+                    await accept()
                 try:
-                    await self._serve(conn, receive, abort_scope)
-                except Exception as exc:
-                    if isinstance(exc, ConnectionClosed) and conn.closed:
-                        # a hook sent on its connection while it was being closed
-                        logger.debug("%r closed while its handler ran: %s", conn, exc)
-                    else:
-                        logger.exception("WebSocket handler of %r failed", conn)
-                        await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
-            # Leaving the session unregistered the connection without yielding first,
-            # even under cancellation; only then does the application hear of it.
+                    conn = await registry.connect(
+                        transport,
+                        key=identity.key,
+                        groups=identity.groups,
+                        metadata=identity.metadata,
+                    )
+                except RegistryClosed:
+                    await transport.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
+                    return
+            try:
+                await self._serve(conn, receive, abort_scope)
+            except Exception as exc:
+                if isinstance(exc, ConnectionClosed) and conn.closed:
+                    # a hook sent on its connection while it was being closed
+                    logger.debug("%r closed while its handler ran: %s", conn, exc)
+                else:
+                    logger.exception("WebSocket handler of %r failed", conn)
+                    await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+            finally:
+                # Unregistered without yielding first, even under cancellation; only
+                # then does the application hear of it. (A plain try/finally rather
+                # than registry.session(): no context-manager objects per connection.)
+                registry.disconnect_nowait(conn)
         finally:
             if conn is not None and self._on_disconnect is not None:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(registry.close_timeout):
