@@ -448,14 +448,11 @@ class Registry:
         self._check_running("send")
         key = check_key(key)
         payload = encode(message, self.serializer)
-        local = self._index.of_key(key)
-        if require and not local and not await self._online_elsewhere(key):
+        if require and not self._index.count_of_key(key) and not await self._online_elsewhere(key):
             raise NotConnected(key)
-        delivered = 0
-        for conn in local:
-            if conn._enqueue(payload):
-                delivered += 1
-        await self._publish(Envelope(EnvelopeKind.KEY, payload, key, None, self._node_id))
+        envelope = Envelope(EnvelopeKind.KEY, payload, key, None, self._node_id)
+        delivered = self._deliver(envelope)
+        await self._publish(envelope)
         return delivered
 
     async def broadcast(
