@@ -40,8 +40,3 @@ def encode(message: Any, serializer: Serializer) -> Payload:
     raise SerializationError(
         message, TypeError(f"serializer returned {type(payload).__name__}, not str or bytes")
     )
-
-
-def payload_size(payload: Payload) -> int:
-    """Bytes a payload occupies in a queue (a close upper bound for ``str``)."""
-    return len(payload)

@@ -9,7 +9,6 @@ way each backend allows (``call_soon_threadsafe`` on asyncio, the trio token's
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +16,9 @@ from typing import Any
 class LoopHandle:
     """Captured inside the running loop; used from any thread."""
 
-    __slots__ = ("_schedule", "_thread_id")
+    __slots__ = ("_schedule",)
 
     def __init__(self) -> None:
-        self._thread_id = threading.get_ident()
         self._schedule: Callable[[Callable[[], Any]], Any]
         try:
             loop = asyncio.get_running_loop()
@@ -30,10 +28,6 @@ class LoopHandle:
             self._schedule = trio.lowlevel.current_trio_token().run_sync_soon
         else:
             self._schedule = loop.call_soon_threadsafe
-
-    def in_loop_thread(self) -> bool:
-        """Whether the caller runs in the registry loop's thread."""
-        return threading.get_ident() == self._thread_id
 
     def call_soon(self, callback: Callable[[], Any]) -> None:
         """Run ``callback()`` in the loop's thread soon. Thread-safe, non-blocking.
