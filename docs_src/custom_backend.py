@@ -16,7 +16,6 @@ import anyio
 from wsregistry import (
     Backend,
     BackendHealth,
-    Connection,
     Envelope,
     EnvelopeKind,
     Key,
@@ -86,23 +85,23 @@ class BrokerBackend(Backend):
     async def publish(self, envelope: Envelope) -> None:
         self._broker.publish(channel_of(envelope.kind, envelope.target), envelope)
 
-    async def connection_added(self, conn: Connection, *, first_of_key: bool) -> None:
-        self._broker.presence[self._node_id][conn.key] += 1
+    async def connection_added(self, connection_id: str, key: Key, *, first_of_key: bool) -> None:
+        self._broker.presence[self._node_id][key] += 1
         if first_of_key:  # the first local connection of the key: start listening
-            self._subscribe(channel_of(EnvelopeKind.KEY, conn.key))
+            self._subscribe(channel_of(EnvelopeKind.KEY, key))
 
-    def connection_removed(self, conn: Connection, *, last_of_key: bool) -> None:
+    def connection_removed(self, connection_id: str, key: Key, *, last_of_key: bool) -> None:
         counts = self._broker.presence[self._node_id]
-        counts[conn.key] -= 1
+        counts[key] -= 1
         if last_of_key:  # the last one left: stop listening, forget the key
-            del counts[conn.key]
-            self._unsubscribe(channel_of(EnvelopeKind.KEY, conn.key))
+            del counts[key]
+            self._unsubscribe(channel_of(EnvelopeKind.KEY, key))
 
-    async def group_joined(self, conn: Connection, group: str, *, first_of_group: bool) -> None:
+    async def group_joined(self, group: str, *, first_of_group: bool) -> None:
         if first_of_group:
             self._subscribe(channel_of(EnvelopeKind.GROUP, group))
 
-    def group_left(self, conn: Connection, group: str, *, last_of_group: bool) -> None:
+    def group_left(self, group: str, *, last_of_group: bool) -> None:
         if last_of_group:
             self._unsubscribe(channel_of(EnvelopeKind.GROUP, group))
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from ._encode import json_serializer
 from ._types import Key, Payload, Serializer
-from .backends.base import Backend, Envelope, EnvelopeKind, LocalNode
+from .backends.base import Backend, LocalNode
 from .backends.memory import MemoryBackend, MemoryHub
 from .codes import CloseCode
 from .connection import Connection
+from .envelope import Envelope, EnvelopeKind
 from .errors import (
     BackendUnavailable,
     ConnectionClosed,

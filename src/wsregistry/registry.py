@@ -22,10 +22,11 @@ from ._index import Index
 from ._loop import LoopHandle
 from ._types import Key, Serializer, check_group, check_key
 from ._writers import WriterPool
-from .backends.base import Backend, Envelope, EnvelopeKind
+from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .codes import CloseCode
 from .connection import Connection
+from .envelope import Envelope, EnvelopeKind
 from .errors import (
     BackendUnavailable,
     ConnectionClosed,
@@ -307,11 +308,11 @@ class Registry:
             if conn._add_group(group):
                 firsts.append((group, self._index.join(conn, group)))
         try:
-            await self._backend_call(self.backend.connection_added(conn, first_of_key=first_of_key))
+            await self._backend_call(
+                self.backend.connection_added(conn.id, key, first_of_key=first_of_key)
+            )
             for group, first in firsts:
-                await self._backend_call(
-                    self.backend.group_joined(conn, group, first_of_group=first)
-                )
+                await self._backend_call(self.backend.group_joined(group, first_of_group=first))
         except BaseException:
             self._forget(conn, code=None)
             raise
@@ -386,7 +387,7 @@ class Registry:
         if not conn._add_group(group):
             return
         first = self._index.join(conn, group)
-        await self._backend_call(self.backend.group_joined(conn, group, first_of_group=first))
+        await self._backend_call(self.backend.group_joined(group, first_of_group=first))
 
     async def leave(self, conn: Connection, group: str) -> None:
         """Remove ``conn`` from ``group``. Idempotent (also for a closed connection).
@@ -407,7 +408,7 @@ class Registry:
             raise ValueError(f"{conn!r} belongs to another registry")
         if not conn._closed and conn._remove_group(group):
             last = self._index.leave(conn, group)
-            self._backend_sync(self.backend.group_left, conn, group, last_of_group=last)
+            self._backend_sync(self.backend.group_left, group, last_of_group=last)
         await anyio.lowlevel.checkpoint()
 
     def _check_member(self, conn: Connection) -> None:
@@ -741,9 +742,11 @@ class Registry:
         self._ids.pop(conn.id, None)
         for group in groups:
             self._backend_sync(
-                self.backend.group_left, conn, group, last_of_group=group in groups_emptied
+                self.backend.group_left, group, last_of_group=group in groups_emptied
             )
-        self._backend_sync(self.backend.connection_removed, conn, last_of_key=key_emptied)
+        self._backend_sync(
+            self.backend.connection_removed, conn.id, conn.key, last_of_key=key_emptied
+        )
         self._queue_emptied()
         logger.debug("unregistered %r", conn)
         return True
@@ -854,8 +857,8 @@ class _Node:
             return 0
         return registry._deliver(envelope)
 
-    def local_connections(self) -> tuple[Connection, ...]:
-        return self._registry._index.everyone()
+    def local_presence(self) -> tuple[tuple[str, Key], ...]:
+        return tuple((conn.id, conn.key) for conn in self._registry._index.everyone())
 
     def local_keys(self) -> tuple[Key, ...]:
         return tuple(self._registry._index.keys())

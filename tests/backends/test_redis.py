@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from tests.helpers import TIMEOUT
 from wsregistry import BackendHealth, BackendUnavailable, NotConnected, Registry
 from wsregistry.backends import _redis_wire as wire
-from wsregistry.backends.base import Envelope, EnvelopeKind
 from wsregistry.backends.redis import RedisBackend, RedisEmitter, SyncRedisEmitter
 from wsregistry.contracts import HOSTILE_KEYS as HOSTILE
+from wsregistry.envelope import Envelope, EnvelopeKind
 from wsregistry.testing import RecordingTransport
 
 from .conftest import free_port

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from .base import Backend, Envelope, EnvelopeKind, LocalNode
+from ..envelope import Envelope, EnvelopeKind
+from .base import Backend, LocalNode
 from .memory import MemoryBackend, MemoryHub
 
 __all__ = ["Backend", "Envelope", "EnvelopeKind", "LocalNode", "MemoryBackend", "MemoryHub"]

@@ -21,9 +21,9 @@ from redis.exceptions import RedisError
 
 from .._encode import encode, json_serializer
 from .._types import Key, Serializer, check_group, check_key
+from ..envelope import Envelope, EnvelopeKind
 from ..errors import BackendUnavailable, NotConnected
 from . import _redis_wire as wire
-from .base import Envelope, EnvelopeKind
 
 if TYPE_CHECKING:
     from types import TracebackType

@@ -38,7 +38,7 @@ import re
 import struct
 
 from .._types import Key, Payload
-from .base import Envelope, EnvelopeKind
+from ..envelope import Envelope, EnvelopeKind
 
 MAX_NAME = 128
 """Longest name used verbatim in a channel or Redis key name."""

@@ -21,50 +21,16 @@ and recover. :meth:`Backend.publish` may raise :class:`~wsregistry.errors.Backen
 from __future__ import annotations
 
 import abc
-import enum
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from .._types import Key, Payload
-    from ..connection import Connection
+    from .._types import Key
+    from ..envelope import Envelope
     from ..stats import BackendHealth
 
-__all__ = ["Backend", "Envelope", "EnvelopeKind", "LocalNode"]
-
-
-class EnvelopeKind(str, enum.Enum):
-    """Who an :class:`Envelope` is for."""
-
-    KEY = "key"
-    """Every connection of ``target`` (a key)."""
-    BROADCAST = "broadcast"
-    """Every connection."""
-    GROUP = "group"
-    """Every member of ``target`` (a group name)."""
-    CONNECTION = "connection"
-    """The one connection whose id is ``target``."""
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """One encoded message on its way to other nodes.
-
-    Attributes:
-        kind: who the message is for.
-        payload: the encoded frame (text for ``str``, binary for ``bytes``).
-        target: the key, group name or connection id (``None`` for broadcast).
-        exclude: a connection id that must not receive it.
-        origin: the node id of the publisher.
-    """
-
-    kind: EnvelopeKind
-    payload: Payload
-    target: Key | None = None
-    exclude: str | None = None
-    origin: str = ""
+__all__ = ["Backend", "LocalNode"]
 
 
 class LocalNode(Protocol):
@@ -79,8 +45,11 @@ class LocalNode(Protocol):
         """Enqueue a remote envelope to local connections; returns how many. Never blocks."""
         ...
 
-    def local_connections(self) -> Iterable[Connection]:
-        """A snapshot of this node's live connections (for re-asserting presence)."""
+    def local_presence(self) -> Iterable[tuple[str, Key]]:
+        """A snapshot of this node's live connections as ``(connection id, key)`` pairs.
+
+        For re-asserting presence after a broker outage.
+        """
         ...
 
     def local_keys(self) -> Iterable[Key]:
@@ -103,9 +72,22 @@ class LocalNode(Protocol):
 class Backend(abc.ABC):
     """Base class of backends. Subclass it to connect registries through a broker."""
 
+    @property
+    def reaches_other_nodes(self) -> bool:
+        """Whether a publish may reach another node right now (non-blocking).
+
+        The registry skips building an :class:`~wsregistry.Envelope` and calling
+        :meth:`publish` while this is ``False``; a backend that cannot tell
+        cheaply keeps the default, ``True``.
+        """
+        return True
+
     @abc.abstractmethod
     async def start(self, node: LocalNode) -> None:
-        """Start serving ``node``. Called once when the registry starts.
+        """Start serving ``node``. Called each time the registry starts.
+
+        A registry can be entered again after a clean exit, so a backend is
+        started again after :meth:`aclose`; each run begins from a clean state.
 
         Raises:
             BackendUnavailable: the broker cannot be reached at start-up.
@@ -124,19 +106,29 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def connection_added(self, conn: Connection, *, first_of_key: bool) -> None:
-        """A connection was registered here; make it reachable and present."""
+    async def connection_added(self, connection_id: str, key: Key, *, first_of_key: bool) -> None:
+        """Connection ``connection_id`` of ``key`` was registered here.
+
+        Return only once traffic for ``key`` reaches this node and the
+        connection counts in presence, cluster-wide. ``first_of_key`` is a
+        hint: a concurrent call for the same key (``first_of_key=False``) must
+        also wait until the key is reachable.
+        """
 
     @abc.abstractmethod
-    def connection_removed(self, conn: Connection, *, last_of_key: bool) -> None:
-        """A connection was unregistered here. Must not block."""
+    def connection_removed(self, connection_id: str, key: Key, *, last_of_key: bool) -> None:
+        """Connection ``connection_id`` of ``key`` was unregistered here. Must not block."""
 
     @abc.abstractmethod
-    async def group_joined(self, conn: Connection, group: str, *, first_of_group: bool) -> None:
-        """A local connection joined ``group``; make group traffic reach this node."""
+    async def group_joined(self, group: str, *, first_of_group: bool) -> None:
+        """A local connection joined ``group``.
+
+        Return only once group traffic reaches this node (also when
+        ``first_of_group`` is ``False`` and another join is still subscribing).
+        """
 
     @abc.abstractmethod
-    def group_left(self, conn: Connection, group: str, *, last_of_group: bool) -> None:
+    def group_left(self, group: str, *, last_of_group: bool) -> None:
         """A local connection left ``group``. Must not block."""
 
     @abc.abstractmethod

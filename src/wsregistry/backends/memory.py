@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..stats import BackendHealth
-from .base import Backend, Envelope, LocalNode
+from .base import Backend, LocalNode
 
 if TYPE_CHECKING:
     from .._types import Key
-    from ..connection import Connection
+    from ..envelope import Envelope
 
 __all__ = ["MemoryBackend", "MemoryHub"]
 
@@ -26,16 +26,23 @@ class MemoryHub:
     def __init__(self) -> None:
         self._nodes: dict[str, LocalNode] = {}
 
-    def _join(self, node: LocalNode) -> None:
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def join(self, node: LocalNode) -> None:
+        """Add ``node`` (a started registry) to the hub."""
         self._nodes[node.node_id] = node
 
-    def _leave(self, node: LocalNode) -> None:
+    def leave(self, node: LocalNode) -> None:
+        """Remove ``node`` from the hub. Idempotent."""
         self._nodes.pop(node.node_id, None)
 
-    def _others(self, node_id: str) -> list[LocalNode]:
+    def others(self, node_id: str) -> list[LocalNode]:
+        """Every node of the hub but ``node_id``."""
         return [node for other_id, node in self._nodes.items() if other_id != node_id]
 
-    def _all(self) -> list[LocalNode]:
+    def nodes(self) -> list[LocalNode]:
+        """Every node of the hub."""
         return list(self._nodes.values())
 
 
@@ -51,45 +58,50 @@ class MemoryBackend(Backend):
         self._hub = hub if hub is not None else MemoryHub()
         self._node: LocalNode | None = None
 
+    @property
+    def reaches_other_nodes(self) -> bool:
+        """Whether another registry shares the hub (a lone registry publishes nothing)."""
+        return len(self._hub) > 1
+
     async def start(self, node: LocalNode) -> None:
-        """Join the hub."""
+        """Join the hub (again, when the registry is entered again)."""
         self._node = node
-        self._hub._join(node)
+        self._hub.join(node)
 
     async def aclose(self) -> None:
         """Leave the hub. Idempotent."""
         if self._node is not None:
-            self._hub._leave(self._node)
+            self._hub.leave(self._node)
             self._node = None
 
     async def publish(self, envelope: Envelope) -> None:
         """Deliver ``envelope`` to the hub's other registries, synchronously."""
-        for node in self._hub._others(envelope.origin):
+        for node in self._hub.others(envelope.origin):
             node.deliver(envelope)
 
-    async def connection_added(self, conn: Connection, *, first_of_key: bool) -> None:
+    async def connection_added(self, connection_id: str, key: Key, *, first_of_key: bool) -> None:
         """Nothing to do: presence is read from the registries' indexes."""
 
-    def connection_removed(self, conn: Connection, *, last_of_key: bool) -> None:
+    def connection_removed(self, connection_id: str, key: Key, *, last_of_key: bool) -> None:
         """Nothing to do."""
 
-    async def group_joined(self, conn: Connection, group: str, *, first_of_group: bool) -> None:
+    async def group_joined(self, group: str, *, first_of_group: bool) -> None:
         """Nothing to do."""
 
-    def group_left(self, conn: Connection, group: str, *, last_of_group: bool) -> None:
+    def group_left(self, group: str, *, last_of_group: bool) -> None:
         """Nothing to do."""
 
     async def presence_count(self, key: Key) -> int:
         """Sum of ``key``'s connections over the hub's registries."""
-        return sum(node.local_count(key) for node in self._hub._all())
+        return sum(node.local_count(key) for node in self._hub.nodes())
 
     async def online_keys(self) -> frozenset[Key]:
         """Union of the hub's registries' keys."""
         keys: set[Key] = set()
-        for node in self._hub._all():
+        for node in self._hub.nodes():
             keys.update(node.local_keys())
         return frozenset(keys)
 
     def health(self) -> BackendHealth:
         """Always connected."""
-        return BackendHealth(name="memory", detail={"nodes": len(self._hub._nodes)})
+        return BackendHealth(name="memory", detail={"nodes": len(self._hub)})

@@ -64,18 +64,18 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-isolati
         "wsregistry.backends.redis needs redis-py: pip install 'wsregistry[redis]'"
     ) from exc
 
+from ..envelope import Envelope, EnvelopeKind
 from ..errors import BackendUnavailable
 from ..stats import BackendHealth
 from . import _redis_wire as wire
 from ._redis_emitter import RedisEmitter, SyncRedisEmitter
 from ._redis_listener import Backoff, Listener
-from .base import Backend, Envelope, EnvelopeKind, LocalNode
+from .base import Backend, LocalNode
 
 if TYPE_CHECKING:
     from redis.asyncio.client import Pipeline
 
     from .._types import Key
-    from ..connection import Connection
 
 __all__ = ["RedisBackend", "RedisEmitter", "SyncRedisEmitter"]
 
@@ -649,37 +649,37 @@ class RedisBackend(Backend):
 
     # -- membership --------------------------------------------------------------------
 
-    async def connection_added(self, conn: Connection, *, first_of_key: bool) -> None:
+    async def connection_added(self, connection_id: str, key: Key, *, first_of_key: bool) -> None:
         """Publish presence and subscribe to the key's channel on its first connection.
 
         Waits (up to ``op_timeout``) until both are in effect while connected;
         returns at once while disconnected (the reconnect re-asserts everything).
         """
-        self._conns[conn.id] = conn.key
-        self._presence_changed(conn)
+        self._conns[connection_id] = key
+        self._presence_changed(connection_id, key)
         if first_of_key:
-            self._want(self._layout.key_channel(conn.key))
+            self._want(self._layout.key_channel(key))
         await self._settle(subscribed=first_of_key)
 
-    def connection_removed(self, conn: Connection, *, last_of_key: bool) -> None:
+    def connection_removed(self, connection_id: str, key: Key, *, last_of_key: bool) -> None:
         """Withdraw presence; unsubscribe after the key's last connection. Never blocks."""
-        self._conns.pop(conn.id, None)
-        self._presence_changed(conn)
+        self._conns.pop(connection_id, None)
+        self._presence_changed(connection_id, key)
         if last_of_key:
-            self._unwant(self._layout.key_channel(conn.key))
+            self._unwant(self._layout.key_channel(key))
 
-    def _presence_changed(self, conn: Connection) -> None:
+    def _presence_changed(self, connection_id: str, key: Key) -> None:
         if not self._resync:  # a pending resync rewrites everything (bounded outbox)
-            self._queue(_CONN, conn.id)
-            self._queue(_KEY, conn.key)
+            self._queue(_CONN, connection_id)
+            self._queue(_KEY, key)
 
-    async def group_joined(self, conn: Connection, group: str, *, first_of_group: bool) -> None:
+    async def group_joined(self, group: str, *, first_of_group: bool) -> None:
         """Subscribe to the group's channel on its first local member."""
         if first_of_group:
             self._want(self._layout.group_channel(group))
             await self._settle(subscribed=True)
 
-    def group_left(self, conn: Connection, group: str, *, last_of_group: bool) -> None:
+    def group_left(self, group: str, *, last_of_group: bool) -> None:
         """Unsubscribe after the group's last local member. Never blocks."""
         if last_of_group:
             self._unwant(self._layout.group_channel(group))
