@@ -93,9 +93,24 @@ class Backend(abc.ABC):
             BackendUnavailable: the broker cannot be reached at start-up.
         """
 
+    async def flush(self) -> None:
+        """Wait until everything published so far has been handed to the broker.
+
+        Called when the registry shuts down, before its connections close, and
+        bounded by the registry's ``drain_timeout`` (the call is cancelled at the
+        deadline: whatever is still unpublished then must be counted as dropped
+        in :meth:`health`). The default returns at once (nothing is buffered).
+        """
+
     @abc.abstractmethod
     async def aclose(self) -> None:
-        """Stop, remove this node's presence, and release resources. Idempotent."""
+        """Stop, remove this node's presence, and release resources. Idempotent.
+
+        Called after :meth:`flush`, bounded by the registry's ``close_timeout``:
+        the call may be cancelled at the deadline and must still release every
+        resource and task (use ``finally``); the registry's shutdown never waits
+        longer than ``drain_timeout + close_timeout`` in all.
+        """
 
     @abc.abstractmethod
     async def publish(self, envelope: Envelope) -> None:
