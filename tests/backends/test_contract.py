@@ -3,6 +3,9 @@
 ``memory``: two registries sharing a MemoryHub (asyncio and trio).
 ``redis``: two registries with their own RedisBackend on the shared Redis, a
 fresh namespace per cluster.
+``nats``: two registries with their own NatsBackend on the shared NATS (JetStream),
+a fresh namespace per cluster; ``nats-cluster``: the same on a private 3-node NATS
+cluster, each registry attached to a different node.
 
 The checks themselves live in the library, so users run the same ones on
 their own backend; here they are proven against both real backends, and shown
@@ -12,7 +15,7 @@ to fail on a backend that delivers twice.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 import pytest
@@ -22,6 +25,7 @@ from wsregistry import Backend, Envelope, Key, MemoryBackend, MemoryHub, Registr
 from wsregistry.contracts import check_backend
 
 from .conftest import SHARED_REDIS
+from .nats_support import SHARED_NATS, PrivateNats, delete_streams, new_namespace, wait_jetstream
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +33,7 @@ CASES = [
     pytest.param(("memory", "asyncio"), id="memory-asyncio"),
     pytest.param(("memory", "trio"), id="memory-trio"),
     pytest.param(("redis", "asyncio"), id="redis", marks=pytest.mark.redis),
+    pytest.param(("nats", "asyncio"), id="nats", marks=pytest.mark.nats),
 ]
 
 
@@ -66,6 +71,10 @@ def fresh_cluster(kind: str) -> Callable[[], AbstractAsyncContextManager[list[Re
         if kind == "memory":
             hub = MemoryHub()
             make = cluster_of(lambda: MemoryBackend(hub=hub))
+        elif kind == "nats":
+            async with nats_cluster([SHARED_NATS, SHARED_NATS])() as registries:
+                yield registries
+            return
         else:
             from wsregistry.backends.redis import RedisBackend
 
@@ -79,6 +88,54 @@ def fresh_cluster(kind: str) -> Callable[[], AbstractAsyncContextManager[list[Re
 
 async def test_backend_keeps_the_contract(case: tuple[str, str]) -> None:
     await check_backend(fresh_cluster(case[0]), check_timeout=TIMEOUT)
+
+
+def nats_cluster(urls: list[str]) -> Callable[[], AbstractAsyncContextManager[list[Registry]]]:
+    """Each call: registries on a fresh namespace, the i-th attached to ``urls[i % len]``."""
+    from wsregistry.backends.nats import NatsBackend
+
+    @asynccontextmanager
+    async def cluster() -> AsyncIterator[list[Registry]]:
+        namespace = new_namespace()
+        try:
+            async with AsyncExitStack() as stack:
+                yield [
+                    await stack.enter_async_context(
+                        Registry(backend=NatsBackend(url, namespace=namespace))
+                    )
+                    for url in urls
+                ]
+        finally:
+            await delete_streams(urls[0], namespace)
+
+    return cluster
+
+
+@pytest.fixture
+def nats_three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[PrivateNats]]:
+    """A private 3-node NATS cluster with JetStream, killed at the end."""
+    base = tmp_path_factory.mktemp("nats")
+    servers = [PrivateNats(base, name=f"n{i}") for i in range(3)]
+    for server in servers:
+        server.cluster_with(servers)
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.kill()
+
+
+@pytest.mark.nats
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_nats_keeps_the_contract_across_a_three_node_cluster(
+    nats_three: list[PrivateNats],
+) -> None:
+    urls = [server.url for server in nats_three]
+    for url in urls:
+        await wait_jetstream(url)
+    await check_backend(nats_cluster(urls), check_timeout=TIMEOUT)
 
 
 class DoubleDelivery(MemoryBackend):
