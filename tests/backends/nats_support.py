@@ -1,4 +1,4 @@
-"""NATS for backend tests: the shared server, private nats-servers and clusters, torn down by PID."""
+"""NATS for backend tests: the shared server, private servers and clusters (killed by PID)."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ async def delete_streams(url: str, namespace: str) -> None:
         for suffix in ("P", "L"):
             try:
                 await client.request(f"$JS.API.STREAM.DELETE.WSR_{namespace}_{suffix}", b"", 2)
-            except Exception:  # noqa: S112 - best-effort cleanup
+            except Exception:  # best-effort cleanup
                 continue
     finally:
         await client.close()

@@ -16,6 +16,14 @@ order the server sent it, on the reader task, with no per-subscription task.
 (This uses nats-py's ``Subscription._pending_queue``; :func:`check_client`
 refuses a nats-py without it.)
 
+In a NATS cluster the server we are connected to tells the others about a new
+subscription asynchronously (over its routes), so its ``PONG`` does not prove
+that a publisher on another server reaches us yet. When a ``barrier`` is
+given (the backend's, in a cluster), :meth:`Interest.want` also waits for it:
+the backend sends a request that every other live node answers; a route
+carries our subscription before our request, so an answer from a node proves
+that node's server knows the subscription.
+
 A subject unsubscribed and subscribed again quickly may for a moment have two
 subscriptions on the server; messages reaching the older one are dropped, so
 nothing is handled twice. nats-py replays every live subscription after a
@@ -26,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,13 +50,13 @@ class _Inbox:
 
     __slots__ = ("_handle", "_sub")
 
-    def __init__(self, sub: Subscription, handle: Callable[[bytes], None]) -> None:
+    def __init__(self, sub: Subscription, handle: Callable[[Msg], None]) -> None:
         self._sub = sub
         self._handle = handle
 
     def put_nowait(self, msg: Msg) -> None:
         self._sub._pending_size = 0
-        self._handle(msg.data)
+        self._handle(msg)
 
     def empty(self) -> bool:
         return True
@@ -90,11 +98,13 @@ class Interest:
         self,
         client: Client,
         *,
-        on_message: Callable[[bytes], None],
+        on_message: Callable[[Msg], None],
         on_error: Callable[[BaseException | None, str], None],
         timeout: float,
+        barrier: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
+        self._barrier = barrier
         self._on_message = on_message
         self._on_error = on_error
         self._timeout = timeout
@@ -142,12 +152,14 @@ class Interest:
             sub = await client.subscribe(entry.subject, pending_bytes_limit=0)
             check_client(sub)
             queue: asyncio.Queue[Msg] = sub._pending_queue
-            sub._pending_queue = _Inbox(sub, lambda data: self._deliver(entry, data))  # type: ignore[assignment]
+            sub._pending_queue = _Inbox(sub, lambda msg: self._deliver(entry, msg))  # type: ignore[assignment]
             while not queue.empty():  # anything that arrived before the swap, in order
-                self._deliver(entry, queue.get_nowait().data)
+                self._deliver(entry, queue.get_nowait())
             entry.sub = sub  # if unwanted meanwhile, _unsubscribe waits for ready, then drops it
             if client.is_connected:
                 await client.flush(timeout=self._timeout)  # type: ignore[arg-type]
+                if self._barrier is not None:
+                    await self._barrier()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -165,11 +177,11 @@ class Interest:
         except Exception as exc:  # closed or reconnecting: the server drops it with the link
             logger.debug("unsubscribing from %s: %r", entry.subject[:80], exc)
 
-    def _deliver(self, entry: _Entry, data: bytes) -> None:
+    def _deliver(self, entry: _Entry, msg: Msg) -> None:
         if self._subs.get(entry.subject) is not entry:
             self.stale += 1
             return
-        self._on_message(data)
+        self._on_message(msg)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
@@ -107,6 +108,8 @@ class Presence:
         self._resync = True
         self._wake = asyncio.Event()
         self._lease_seq = 0
+        self.written = asyncio.Event()
+        """Set once the first resync has written this node's presence."""
         self.stats: dict[str, int] = dict.fromkeys(
             ("resyncs", "lease_lost", "reaped", "presence_failures"), 0
         )
@@ -143,10 +146,8 @@ class Presence:
         while True:
             if not (self._ops or self._resync):
                 delay = max(0.0, next_beat - time.monotonic())
-                try:
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
             self._wake.clear()
             if not client.is_connected:
                 self._resync = True
@@ -226,6 +227,7 @@ class Presence:
         finally:
             self._release(waiters)
         self.stats["resyncs"] += 1
+        self.written.set()
 
     async def _renew(self) -> None:
         layout = self._layout
@@ -379,9 +381,7 @@ class Presence:
         self, subject: str, data: bytes, headers: dict[str, str] | None
     ) -> dict[str, Any]:
         try:
-            msg = await self._client.request(
-                subject, data, timeout=self._timeout, headers=headers
-            )
+            msg = await self._client.request(subject, data, timeout=self._timeout, headers=headers)
         except (nats.errors.Error, OSError, asyncio.TimeoutError) as exc:
             raise Unreachable(f"{subject[:60]}: {exc!r}") from exc
         try:

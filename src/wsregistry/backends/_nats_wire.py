@@ -19,6 +19,8 @@ Subjects under a namespace ``ns`` (``[A-Za-z0-9_-]``, one token)::
     ns.b                    broadcasts (every node subscribes)
     ns.c                    sends to one connection id (every node subscribes;
                             the registry delivers only where the id lives)
+    ns.s                    subscription barriers (every node answers; see _nats_interest)
+    ns.r.<node token>       answers to one node's barriers
     ns.k.<key token>        sends to a key (nodes with a local connection subscribe)
     ns.g.<group token>      group broadcasts (likewise)
 
@@ -126,12 +128,14 @@ class Layout:
         "members",
         "ns",
         "presence_stream",
+        "sync",
     )
 
     def __init__(self, namespace: str) -> None:
         self.ns = ns = check_namespace(namespace)
         self.all = ns + ".b"
         self.conn = ns + ".c"
+        self.sync = ns + ".s"
         self.presence_stream = f"WSR_{ns}_P"
         self.lease_stream = f"WSR_{ns}_L"
         self.entries = ns + ".p.>"
@@ -145,6 +149,10 @@ class Layout:
     def group_subject(self, group: str) -> str:
         """Subject of broadcasts to ``group``."""
         return f"{self.ns}.g.{subject_token(group)}"
+
+    def replies(self, node: str) -> str:
+        """Where a node gets the answers to its subscription barriers."""
+        return f"{self.ns}.r.{node}"
 
     def subject_of(self, envelope: Envelope) -> str:
         """Where ``envelope`` is published."""

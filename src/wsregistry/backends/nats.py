@@ -45,6 +45,7 @@ import logging
 import math
 import random
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,7 @@ from .base import Backend, LocalNode
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
+    from nats.aio.msg import Msg
 
     from .._types import Key
 
@@ -75,6 +77,20 @@ logger = logging.getLogger("wsregistry")
 
 _STORAGE = ("memory", "file")
 _CLOSING: set[asyncio.Task[None]] = set()  # client closes finishing after a cancelled aclose
+_SYNC_TIMEOUT = 1.0  # seconds a subscription barrier waits for the other nodes' answers
+
+
+class _SyncRound:
+    __slots__ = ("done", "expected")
+
+    def __init__(self, expected: set[str]) -> None:
+        self.expected = expected
+        self.done = asyncio.Event()
+
+    def answered(self, node: str) -> None:
+        self.expected.discard(node)
+        if not self.expected:
+            self.done.set()
 
 
 class NatsBackend(Backend):
@@ -164,7 +180,15 @@ class NatsBackend(Backend):
         self._interest: Interest | None = None
         self._presence: Presence | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
         self._origin = b""
+        self._me = ""
+        self._replies = ""
+        self._sync_ready = False
+        self._next_sync: asyncio.Future[None] | None = None
+        self._sync_lock: asyncio.Lock | None = None
+        self._sync_rounds: dict[bytes, _SyncRound] = {}
+        self._unresponsive: set[str] = set()
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -182,6 +206,8 @@ class NatsBackend(Backend):
                 "malformed",
                 "flush_failures",
                 "task_failures",
+                "syncs",
+                "sync_timeouts",
             ),
             0,
         )
@@ -223,6 +249,13 @@ class NatsBackend(Backend):
         self._reset_counters()
         self._node = node
         self._origin = node.node_id.encode("utf-8")
+        self._me = wire.subject_token(node.node_id)
+        self._replies = self._layout.replies(self._me)
+        self._sync_ready = False
+        self._next_sync = None
+        self._sync_lock = asyncio.Lock()
+        self._sync_rounds.clear()
+        self._unresponsive.clear()
         try:
             client = await asyncio.wait_for(self._connect(), self.op_timeout)
         except (nats.errors.Error, OSError, asyncio.TimeoutError) as exc:
@@ -230,12 +263,16 @@ class NatsBackend(Backend):
             raise BackendUnavailable("nats", f"cannot reach {self.servers}: {exc!r}") from exc
         self._client = client
         interest = self._interest = Interest(
-            client, on_message=self._on_message, on_error=self._error, timeout=self.op_timeout
+            client,
+            on_message=self._on_message,
+            on_error=self._error,
+            timeout=self.op_timeout,
+            barrier=self._barrier,
         )
         presence = self._presence = Presence(
             client,
             self._layout,
-            wire.subject_token(node.node_id),
+            self._me,
             heartbeat_interval=self.heartbeat_interval,
             presence_timeout=self.presence_timeout,
             replicas=self.replicas,
@@ -245,11 +282,14 @@ class NatsBackend(Backend):
             backoff=self._backoff,
         )
         try:
-            for subject in (self._layout.all, self._layout.conn):
+            layout = self._layout
+            for subject in (self._replies, layout.sync, layout.all, layout.conn):
                 if not await interest.want(subject):
                     raise BackendUnavailable("nats", f"could not subscribe: {self._last_error}")
             self._tasks.append(asyncio.ensure_future(self._supervise(presence)))
-            await asyncio.wait_for(self._presence_written(presence), self.op_timeout)
+            await asyncio.wait_for(presence.written.wait(), self.op_timeout)
+            self._sync_ready = True
+            await self._barrier()  # broadcasts reach us from every server of a cluster
         except asyncio.TimeoutError:
             await self.aclose()
             raise BackendUnavailable(
@@ -279,11 +319,6 @@ class NatsBackend(Backend):
         }
         return await nats.connect(self.servers, **options)
 
-    @staticmethod
-    async def _presence_written(presence: Presence) -> None:
-        while presence.stats["resyncs"] == 0:
-            await asyncio.sleep(0.005)
-
     async def flush(self) -> None:
         """Wait until everything published so far has reached the NATS server.
 
@@ -312,6 +347,12 @@ class NatsBackend(Backend):
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
+        for task in self._background:
+            task.cancel()
+        self._background.clear()
+        self._sync_ready = False
+        for round_ in self._sync_rounds.values():
+            round_.done.set()
         if interest is not None:
             interest.close()
         try:
@@ -406,9 +447,97 @@ class NatsBackend(Backend):
             raise BackendUnavailable("nats", f"publish failed: {exc!r}") from exc
         self._stats["published"] += 1
 
+    # -- subscription barriers (NATS clusters) -------------------------------------------
+
+    def _clustered(self, client: Client) -> bool:
+        info = getattr(client, "_server_info", None)
+        return bool(isinstance(info, dict) and info.get("cluster"))
+
+    async def _barrier(self) -> None:
+        """Wait until every other live node's server knows our subscriptions so far.
+
+        Only in a NATS cluster (a single server's ``PONG`` is proof enough).
+        Concurrent callers share rounds; a round waits at most ``_SYNC_TIMEOUT``
+        and nodes that missed a round are not waited for again until they answer.
+        """
+        client = self._client
+        if not self._sync_ready or client is None or not client.is_connected:
+            return
+        if not self._clustered(client):
+            return
+        future = self._next_sync
+        if future is None:
+            future = self._next_sync = asyncio.get_running_loop().create_future()
+            self._spawn(self._sync_round(future))
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.op_timeout + _SYNC_TIMEOUT)
+        except asyncio.TimeoutError:
+            self._error(None, "subscription barrier timed out")
+
+    async def _sync_round(self, future: asyncio.Future[None]) -> None:
+        lock, client, presence = self._sync_lock, self._client, self._presence
+        try:
+            if lock is None or client is None or presence is None:
+                return
+            async with lock:
+                if self._next_sync is future:
+                    self._next_sync = None  # later callers need a later round
+                await self._run_sync_round(client, presence)
+        except Exception as exc:
+            self._error(exc, "subscription barrier failed")
+        finally:
+            if not future.done():
+                future.set_result(None)
+
+    async def _run_sync_round(self, client: Client, presence: Presence) -> None:
+        live = await presence.live_nodes()
+        expected = live - {self._me} - self._unresponsive
+        if not expected:
+            return
+        token = uuid.uuid4().hex.encode("ascii")
+        round_ = self._sync_rounds[token] = _SyncRound(set(expected))
+        self._stats["syncs"] += 1
+        try:
+            await client.publish(self._layout.sync, token, reply=self._replies)
+            await asyncio.wait_for(round_.done.wait(), _SYNC_TIMEOUT)
+        except asyncio.TimeoutError:
+            self._stats["sync_timeouts"] += 1
+            self._unresponsive.update(round_.expected)
+            logger.info("%d nodes did not answer a subscription barrier", len(round_.expected))
+        finally:
+            self._sync_rounds.pop(token, None)
+
+    def _on_sync(self, msg: Msg) -> None:
+        client = self._client
+        if client is None or not msg.reply:
+            return
+        answer = msg.data + b" " + self._me.encode("ascii")
+        self._spawn(_publish_quietly(client, msg.reply, answer))
+
+    def _on_sync_answer(self, data: bytes) -> None:
+        token, _, node = data.partition(b" ")
+        name = node.decode("ascii", "replace")
+        self._unresponsive.discard(name)
+        round_ = self._sync_rounds.get(token)
+        if round_ is not None:
+            round_.answered(name)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     # -- receiving ---------------------------------------------------------------------
 
-    def _on_message(self, data: bytes) -> None:
+    def _on_message(self, msg: Msg) -> None:
+        subject = msg.subject
+        if subject == self._layout.sync:
+            self._on_sync(msg)
+            return
+        if subject == self._replies:
+            self._on_sync_answer(msg.data)
+            return
+        data = msg.data
         stats = self._stats
         stats["received"] += 1
         try:
@@ -563,6 +692,13 @@ class NatsBackend(Backend):
             reconnects=self._reconnects,
             detail=detail,
         )
+
+
+async def _publish_quietly(client: Client, subject: str, data: bytes) -> None:
+    try:
+        await client.publish(subject, data)
+    except Exception as exc:  # the asker times out and stops waiting for us
+        logger.debug("answering a subscription barrier failed: %r", exc)
 
 
 async def _close_client(client: Client, timeout: float) -> None:
