@@ -1,7 +1,8 @@
-"""A Starlette app with a Redis-backed registry, run as one process of a test cluster.
+"""A Starlette app with a Redis- or NATS-backed registry, run as one process of a test cluster.
 
 ``python -m tests.backends.cluster_app`` binds 127.0.0.1:0, prints ``PORT <n>``
-and serves until killed. Settings come from the environment: ``REDIS_URL``,
+and serves until killed. Settings come from the environment: ``WSR_BACKEND``
+(``redis``, the default, or ``nats``), ``REDIS_URL``, ``NATS_URL``,
 ``WSR_NAMESPACE``, ``WSR_HEARTBEAT`` (seconds).
 
 * ``/ws?key=K&group=G&group=H`` registers the socket (``key`` may be ``int:7``)
@@ -25,17 +26,31 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from wsregistry import Connection, Key, NotConnected, Registry
+from wsregistry import Backend, Connection, Key, NotConnected, Registry
 from wsregistry.adapters.starlette import Identity, RegistryEndpoint
-from wsregistry.backends.redis import RedisBackend
 
-registry = Registry(
-    backend=RedisBackend(
+
+def make_backend() -> Backend:
+    namespace = os.environ.get("WSR_NAMESPACE", "wsregistry")
+    heartbeat = float(os.environ.get("WSR_HEARTBEAT", "1.0"))
+    if os.environ.get("WSR_BACKEND", "redis") == "nats":
+        from wsregistry.backends.nats import NatsBackend
+
+        return NatsBackend(
+            os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
+            namespace=namespace,
+            heartbeat_interval=heartbeat,
+        )
+    from wsregistry.backends.redis import RedisBackend
+
+    return RedisBackend(
         os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        namespace=os.environ.get("WSR_NAMESPACE", "wsregistry"),
-        heartbeat_interval=float(os.environ.get("WSR_HEARTBEAT", "1.0")),
+        namespace=namespace,
+        heartbeat_interval=heartbeat,
     )
-)
+
+
+registry = Registry(backend=make_backend())
 
 
 def parse_key(raw: str) -> Key:
