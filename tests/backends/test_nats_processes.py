@@ -45,7 +45,7 @@ def anyio_backend() -> str:
 
 
 class NatsServer(Server):
-    def __init__(self, namespace: str) -> None:  # noqa: D107 - same process, NATS settings
+    def __init__(self, namespace: str) -> None:
         env = {
             **os.environ,
             "WSR_BACKEND": "nats",
