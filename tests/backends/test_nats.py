@@ -51,7 +51,9 @@ def test_tokens_are_injective_literal_subject_tokens() -> None:
     layout = wire.Layout("ns")
     for name in names:
         subject = layout.key_subject(name)
-        assert subject.count(".") == 2 and "*" not in subject and ">" not in subject
+        assert subject.count(".") == 2
+        assert "*" not in subject
+        assert ">" not in subject
         node = wire.subject_token("node-1")
         assert layout.split_entry(layout.entry(name, node, "c1")) == (
             wire.subject_token(name),
@@ -223,7 +225,8 @@ async def test_restart_mid_traffic_local_delivery_goes_on_then_remote_resumes_wi
 
             private_nats.start()  # same port, same store
             await until(lambda: _connected(a, b), within=3 * TIMEOUT)
-            assert health(a).reconnects >= 1 and health(b).reconnects >= 1
+            assert health(a).reconnects >= 1
+            assert health(b).reconnects >= 1
             resumed_from = sender.sent
             await until(
                 lambda: _true(bool(remote.messages()) and remote.messages()[-1] > resumed_from + 20)
@@ -232,7 +235,9 @@ async def test_restart_mid_traffic_local_delivery_goes_on_then_remote_resumes_wi
         assert local.messages() == list(range(sender.sent))  # local delivery never stopped
         assert_exactly_once_in_order(remote.messages(), what="the remote tab")
         await until(lambda: _equal(a.online_count("k"), 2))  # presence re-asserted
-        assert states[:1] == [True] and False in states and states[-1] is True
+        assert states[:1] == [True]
+        assert False in states
+        assert states[-1] is True
 
 
 # -- a 3-node NATS cluster -------------------------------------------------------------
