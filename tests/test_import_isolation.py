@@ -14,6 +14,7 @@ FORBIDDEN = [
     "fastapi",
     "websockets",
     "redis",
+    "nats",
     "uvicorn",
     "trio",
     "wsproto",
@@ -45,3 +46,21 @@ def test_core_imports_no_optional_dependency(modules: list[str]) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert json.loads(result.stdout) == []
+
+
+@pytest.mark.parametrize(("module", "blocked", "extra"), [("nats", "nats", "nats")])
+def test_a_missing_backend_extra_names_the_pip_install(
+    module: str, blocked: str, extra: str
+) -> None:
+    code = (
+        "import sys\n"
+        f"sys.modules[{blocked!r}] = None  # as if the extra were not installed\n"
+        "try:\n"
+        f"    import wsregistry.backends.{module}\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert f"pip install 'wsregistry[{extra}]'" in result.stdout
