@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psutil
@@ -92,7 +93,7 @@ async def child(kind: str, url: str, namespace: str, clients: int) -> None:
             elif command == "WAIT":
                 want = int(args[0])
                 deadline = time.monotonic() + 120
-                while Counting.count < want and time.monotonic() < deadline:
+                while Counting.count < want and time.monotonic() < deadline:  # noqa: ASYNC110
                     await asyncio.sleep(0.005)
                 print(json.dumps([Counting.count, Counting.first, Counting.last]), flush=True)
 
@@ -162,7 +163,7 @@ async def run_backend(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError(f"child failed: {ready!r}")
         async with Registry(backend=make_backend(kind, broker.url, namespace)) as registry:
             rng = random.Random(7)
-            for name, count, deliveries, publish in (
+            scenarios: list[tuple[str, int, int, Callable[[], Awaitable[int]]]] = [
                 (
                     "targeted",
                     args.sends,
@@ -175,7 +176,8 @@ async def run_backend(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                     args.broadcasts * args.clients,
                     lambda: registry.broadcast("x" * 64, group="all"),
                 ),
-            ):
+            ]
+            for name, count, deliveries, publish in scenarios:
                 await ask("RESET")
                 cpu = broker.cpu()
                 start = time.time()
