@@ -25,6 +25,7 @@ from docs_src import (
     lifecycle,
     migration_after,
     migration_before,
+    nats_cluster,
     operations,
     overflow,
     presence,
@@ -294,6 +295,21 @@ async def test_redis_cluster(namespace: str) -> None:
     await redis_cluster.main(namespace)
 
 
+@pytest.mark.nats
+@asyncio_only
+@pytest.mark.anyio
+async def test_nats_cluster() -> None:
+    import uuid
+
+    from tests.backends.nats_support import SHARED_NATS, delete_streams
+
+    namespace = "wsrtest-" + uuid.uuid4().hex[:12]
+    try:
+        await nats_cluster.main(namespace)
+    finally:
+        await delete_streams(SHARED_NATS, namespace)
+
+
 @pytest.mark.redis
 @asyncio_only
 @pytest.mark.anyio
@@ -392,6 +408,7 @@ def test_every_snippet_file_is_tested() -> None:
             lifecycle,
             migration_after,
             migration_before,
+            nats_cluster,
             operations,
             overflow,
             presence,
