@@ -326,6 +326,12 @@ class Presence:
                 "discard": "old",
                 **extra,
             }
+            try:  # exists? (creating an existing R3 stream fails while a server is down)
+                await self._api(f"$JS.API.STREAM.INFO.{name}", {})
+                continue
+            except JetStreamError as exc:
+                if exc.err_code != _STREAM_NOT_FOUND:
+                    raise
             try:
                 await self._api(f"$JS.API.STREAM.CREATE.{name}", config)
             except JetStreamError as exc:
