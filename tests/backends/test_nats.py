@@ -240,6 +240,29 @@ async def test_restart_mid_traffic_local_delivery_goes_on_then_remote_resumes_wi
         assert states[-1] is True
 
 
+@pytest.mark.nats
+async def test_connect_and_shutdown_while_nats_is_down_are_prompt_and_leave_no_task(
+    private_nats: PrivateNats,
+) -> None:
+    import asyncio
+    import time
+
+    before = len(asyncio.all_tasks())
+    async with nodes([[private_nats.url]], new_namespace()) as (registry,):
+        tab = RecordingTransport()
+        await registry.connect(tab, key="a", groups={"g"})
+        private_nats.kill()
+        await until(lambda: _disconnected(registry))
+        with anyio.fail_after(0.5):  # hooks never wait for a broker that is down
+            await registry.connect(RecordingTransport(), key="b", groups={"h"})
+        assert await registry.send("a", "local") == 1
+        with anyio.fail_after(TIMEOUT):
+            await tab.wait_for(1)
+        closing_at = time.monotonic()
+    assert time.monotonic() - closing_at < FAST["op_timeout"]
+    await until(lambda: _true(len(asyncio.all_tasks()) <= before))
+
+
 # -- a 3-node NATS cluster -------------------------------------------------------------
 
 

@@ -702,10 +702,25 @@ async def _publish_quietly(client: Client, subject: str, data: bytes) -> None:
 
 
 async def _close_client(client: Client, timeout: float) -> None:
+    """Close ``client`` and leave none of its tasks behind.
+
+    nats-py's ``close`` writes commands buffered while disconnected to the dead
+    socket and stops at the error, before cancelling subscription tasks: drop
+    that buffer first, and cancel what is left after.
+    """
+    subs = list(getattr(client, "_subs", {}).values())
+    if not client.is_connected and hasattr(client, "_pending"):
+        client._pending = []
+        client._pending_data_size = 0
     try:
         await asyncio.wait_for(client.close(), timeout)
     except Exception as exc:
         logger.info("closing the nats connection: %r", exc)
+    finally:
+        for sub in subs:
+            task = getattr(sub, "_wait_for_msgs_task", None)
+            if task is not None and not task.done():
+                task.cancel()
 
 
 def _check_seconds(name: str, value: object) -> None:
