@@ -182,6 +182,36 @@ async def test_start_fails_cleanly_when_nats_is_down() -> None:
             pass
 
 
+@pytest.mark.nats
+async def test_a_node_whose_lease_was_lost_while_alive_writes_its_presence_again() -> None:
+    import nats
+
+    namespace = new_namespace()
+    try:
+        async with nodes([[SHARED_NATS]] * 2, namespace) as (a, b):
+            await a.connect(RecordingTransport(), key="stalled")
+            assert await b.online_count("stalled") == 1
+            # what a reaper does to a node that stalled past presence_timeout
+            node = wire.subject_token(a.node_id)
+            layout = wire.Layout(namespace)
+            client = await nats.connect(SHARED_NATS)
+            try:
+                for stream, subject in (
+                    (layout.lease_stream, layout.lease(node)),
+                    (layout.presence_stream, layout.node_entries(node)),
+                ):
+                    await client.request(
+                        f"$JS.API.STREAM.PURGE.{stream}", f'{{"filter": "{subject}"}}'.encode()
+                    )
+            finally:
+                await client.close()
+            assert await b.online_count("stalled") == 0
+            await until(lambda: _true(health(a).detail["lease_lost"] >= 1))
+            await until(lambda: _equal(b.online_count("stalled"), 1))
+    finally:
+        await delete_streams(SHARED_NATS, namespace)
+
+
 # -- a private server that goes away ---------------------------------------------------
 
 
