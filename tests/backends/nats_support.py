@@ -9,6 +9,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .conftest import free_port
@@ -80,6 +82,21 @@ class PrivateNats:
         if proc is not None:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def running_cluster(directory: Path, size: int = 3) -> Iterator[list[PrivateNats]]:
+    """A private NATS cluster (routes between every pair, JetStream on), killed on exit."""
+    servers = [PrivateNats(directory, name=f"n{i}") for i in range(size)]
+    for server in servers:
+        server.cluster_with(servers)
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.kill()
 
 
 async def wait_jetstream(url: str, *, within: float = 20.0) -> None:

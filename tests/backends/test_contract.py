@@ -25,7 +25,14 @@ from wsregistry import Backend, Envelope, Key, MemoryBackend, MemoryHub, Registr
 from wsregistry.contracts import check_backend
 
 from .conftest import SHARED_REDIS
-from .nats_support import SHARED_NATS, PrivateNats, delete_streams, new_namespace, wait_jetstream
+from .nats_support import (
+    SHARED_NATS,
+    PrivateNats,
+    delete_streams,
+    new_namespace,
+    running_cluster,
+    wait_jetstream,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -114,17 +121,8 @@ def nats_cluster(urls: list[str]) -> Callable[[], AbstractAsyncContextManager[li
 @pytest.fixture
 def nats_three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[PrivateNats]]:
     """A private 3-node NATS cluster with JetStream, killed at the end."""
-    base = tmp_path_factory.mktemp("nats")
-    servers = [PrivateNats(base, name=f"n{i}") for i in range(3)]
-    for server in servers:
-        server.cluster_with(servers)
-    try:
-        for server in servers:
-            server.start()
+    with running_cluster(tmp_path_factory.mktemp("nats")) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.kill()
 
 
 @pytest.mark.nats

@@ -18,7 +18,14 @@ from wsregistry.backends.nats import NatsBackend
 from wsregistry.contracts import HOSTILE_KEYS
 from wsregistry.testing import RecordingTransport
 
-from .nats_support import SHARED_NATS, PrivateNats, delete_streams, new_namespace, wait_jetstream
+from .nats_support import (
+    SHARED_NATS,
+    PrivateNats,
+    delete_streams,
+    new_namespace,
+    running_cluster,
+    wait_jetstream,
+)
 from .support import until
 
 pytestmark = [pytest.mark.anyio]
@@ -298,16 +305,8 @@ async def test_connect_and_shutdown_while_nats_is_down_are_prompt_and_leave_no_t
 
 @pytest.fixture
 def nats_cluster(tmp_path: Path) -> Iterator[list[PrivateNats]]:
-    servers = [PrivateNats(tmp_path, name=f"n{i}") for i in range(3)]
-    for server in servers:
-        server.cluster_with(servers)
-    try:
-        for server in servers:
-            server.start()
+    with running_cluster(tmp_path) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.kill()
 
 
 @pytest.mark.nats
