@@ -108,6 +108,7 @@ class Presence:
         self._resync = True
         self._wake = asyncio.Event()
         self._lease_seq = 0
+        self.stopped = False
         self.written = asyncio.Event()
         """Set once the first resync has written this node's presence."""
         self.stats: dict[str, int] = dict.fromkeys(
@@ -136,19 +137,30 @@ class Presence:
         self._resync = True
         self._wake.set()
 
+    def stop(self) -> None:
+        """Make :meth:`run` return at its next step.
+
+        Cancellation alone is not enough: on Python < 3.12 ``asyncio.wait_for``
+        swallows a cancellation that arrives as its inner wait completes.
+        """
+        self.stopped = True
+        self._wake.set()
+
     # -- the writer ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Apply changes, heartbeats and reaping until cancelled. Never returns."""
+        """Apply changes, heartbeats and reaping until cancelled or stopped."""
         client = self._client
         next_beat = time.monotonic() + self._heartbeat
         failures = 0
-        while True:
+        while not self.stopped:
             if not (self._ops or self._resync):
                 delay = max(0.0, next_beat - time.monotonic())
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
+            if self.stopped:
+                break
             if not client.is_connected:
                 self._resync = True
                 self._release(self._take_waiters())

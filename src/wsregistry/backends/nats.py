@@ -345,6 +345,8 @@ class NatsBackend(Backend):
         interest, self._interest = self._interest, None
         presence, self._presence = self._presence, None
         tasks, self._tasks = self._tasks, []
+        if presence is not None:
+            presence.stop()
         for task in tasks:
             task.cancel()
         for task in self._background:
@@ -357,7 +359,9 @@ class NatsBackend(Backend):
             interest.close()
         try:
             if tasks:
-                await asyncio.wait(tasks, timeout=self.op_timeout)
+                _, stuck = await asyncio.wait(tasks, timeout=self.op_timeout)
+                if stuck:
+                    logger.error("%d nats backend tasks did not stop", len(stuck))
             if presence is not None and client.is_connected:
                 await asyncio.wait_for(presence.leave(), self.op_timeout)
         except Exception as exc:
@@ -373,9 +377,12 @@ class NatsBackend(Backend):
     async def _supervise(self, presence: Presence) -> None:
         """Run the presence writer: log, count and restart it if it fails."""
         failures = 0
-        while True:
+        while not presence.stopped:
             try:
                 await presence.run()
+                if presence.stopped:
+                    return
+                raise RuntimeError("presence writer returned")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
