@@ -19,10 +19,8 @@ refuses a nats-py without it.)
 In a NATS cluster the server we are connected to tells the others about a new
 subscription asynchronously (over its routes), so its ``PONG`` does not prove
 that a publisher on another server reaches us yet. When a ``barrier`` is
-given (the backend's, in a cluster), :meth:`Interest.want` also waits for it:
-the backend sends a request that every other live node answers; a route
-carries our subscription before our request, so an answer from a node proves
-that node's server knows the subscription.
+given, :meth:`Interest.want` also waits for it (``_nats_barrier``: every other
+live node answers a request sent after the subscription).
 
 A subject unsubscribed and subscribed again quickly may for a moment have two
 subscriptions on the server; messages reaching the older one are dropped, so

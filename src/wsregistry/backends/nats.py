@@ -45,7 +45,6 @@ import logging
 import math
 import random
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +60,7 @@ from ..envelope import Envelope
 from ..errors import BackendUnavailable
 from ..stats import BackendHealth
 from . import _nats_wire as wire
+from ._nats_barrier import Barrier
 from ._nats_interest import Interest
 from ._nats_presence import Presence
 from .base import Backend, LocalNode
@@ -77,20 +77,6 @@ logger = logging.getLogger("wsregistry")
 
 _STORAGE = ("memory", "file")
 _CLOSING: set[asyncio.Task[None]] = set()  # client closes finishing after a cancelled aclose
-_SYNC_TIMEOUT = 1.0  # seconds a subscription barrier waits for the other nodes' answers
-
-
-class _SyncRound:
-    __slots__ = ("done", "expected")
-
-    def __init__(self, expected: set[str]) -> None:
-        self.expected = expected
-        self.done = asyncio.Event()
-
-    def answered(self, node: str) -> None:
-        self.expected.discard(node)
-        if not self.expected:
-            self.done.set()
 
 
 class NatsBackend(Backend):
@@ -180,15 +166,10 @@ class NatsBackend(Backend):
         self._interest: Interest | None = None
         self._presence: Presence | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._background: set[asyncio.Task[Any]] = set()
+        self._barrier: Barrier | None = None
         self._origin = b""
         self._me = ""
         self._replies = ""
-        self._sync_ready = False
-        self._next_sync: asyncio.Future[None] | None = None
-        self._sync_lock: asyncio.Lock | None = None
-        self._sync_rounds: dict[bytes, _SyncRound] = {}
-        self._unresponsive: set[str] = set()
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -206,8 +187,6 @@ class NatsBackend(Backend):
                 "malformed",
                 "flush_failures",
                 "task_failures",
-                "syncs",
-                "sync_timeouts",
             ),
             0,
         )
@@ -251,24 +230,12 @@ class NatsBackend(Backend):
         self._origin = node.node_id.encode("utf-8")
         self._me = wire.subject_token(node.node_id)
         self._replies = self._layout.replies(self._me)
-        self._sync_ready = False
-        self._next_sync = None
-        self._sync_lock = asyncio.Lock()
-        self._sync_rounds.clear()
-        self._unresponsive.clear()
         try:
             client = await asyncio.wait_for(self._connect(), self.op_timeout)
         except (nats.errors.Error, OSError, asyncio.TimeoutError) as exc:
             self._node = None
             raise BackendUnavailable("nats", f"cannot reach {self.servers}: {exc!r}") from exc
         self._client = client
-        interest = self._interest = Interest(
-            client,
-            on_message=self._on_message,
-            on_error=self._error,
-            timeout=self.op_timeout,
-            barrier=self._barrier,
-        )
         presence = self._presence = Presence(
             client,
             self._layout,
@@ -281,6 +248,22 @@ class NatsBackend(Backend):
             on_error=self._error,
             backoff=self._backoff,
         )
+        barrier = self._barrier = Barrier(
+            client,
+            request_subject=self._layout.sync,
+            reply_subject=self._replies,
+            node=self._me,
+            live_nodes=presence.live_nodes,
+            on_error=self._error,
+            timeout=self.op_timeout,
+        )
+        interest = self._interest = Interest(
+            client,
+            on_message=self._on_message,
+            on_error=self._error,
+            timeout=self.op_timeout,
+            barrier=barrier.wait,
+        )
         try:
             layout = self._layout
             for subject in (self._replies, layout.sync, layout.all, layout.conn):
@@ -288,8 +271,8 @@ class NatsBackend(Backend):
                     raise BackendUnavailable("nats", f"could not subscribe: {self._last_error}")
             self._tasks.append(asyncio.ensure_future(self._supervise(presence)))
             await asyncio.wait_for(presence.written.wait(), self.op_timeout)
-            self._sync_ready = True
-            await self._barrier()  # broadcasts reach us from every server of a cluster
+            barrier.ready = True
+            await barrier.wait()  # broadcasts reach us from every server of a cluster
         except asyncio.TimeoutError:
             await self.aclose()
             raise BackendUnavailable(
@@ -344,17 +327,14 @@ class NatsBackend(Backend):
             return
         interest, self._interest = self._interest, None
         presence, self._presence = self._presence, None
+        barrier, self._barrier = self._barrier, None
         tasks, self._tasks = self._tasks, []
         if presence is not None:
             presence.stop()
         for task in tasks:
             task.cancel()
-        for task in self._background:
-            task.cancel()
-        self._background.clear()
-        self._sync_ready = False
-        for round_ in self._sync_rounds.values():
-            round_.done.set()
+        if barrier is not None:
+            barrier.close()
         if interest is not None:
             interest.close()
         try:
@@ -454,95 +434,18 @@ class NatsBackend(Backend):
             raise BackendUnavailable("nats", f"publish failed: {exc!r}") from exc
         self._stats["published"] += 1
 
-    # -- subscription barriers (NATS clusters) -------------------------------------------
-
-    def _clustered(self, client: Client) -> bool:
-        info = getattr(client, "_server_info", None)
-        return bool(isinstance(info, dict) and info.get("cluster"))
-
-    async def _barrier(self) -> None:
-        """Wait until every other live node's server knows our subscriptions so far.
-
-        Only in a NATS cluster (a single server's ``PONG`` is proof enough).
-        Concurrent callers share rounds; a round waits at most ``_SYNC_TIMEOUT``
-        and nodes that missed a round are not waited for again until they answer.
-        """
-        client = self._client
-        if not self._sync_ready or client is None or not client.is_connected:
-            return
-        if not self._clustered(client):
-            return
-        future = self._next_sync
-        if future is None:
-            future = self._next_sync = asyncio.get_running_loop().create_future()
-            self._spawn(self._sync_round(future))
-        try:
-            await asyncio.wait_for(asyncio.shield(future), self.op_timeout + _SYNC_TIMEOUT)
-        except asyncio.TimeoutError:
-            self._error(None, "subscription barrier timed out")
-
-    async def _sync_round(self, future: asyncio.Future[None]) -> None:
-        lock, client, presence = self._sync_lock, self._client, self._presence
-        try:
-            if lock is None or client is None or presence is None:
-                return
-            async with lock:
-                if self._next_sync is future:
-                    self._next_sync = None  # later callers need a later round
-                await self._run_sync_round(client, presence)
-        except Exception as exc:
-            self._error(exc, "subscription barrier failed")
-        finally:
-            if not future.done():
-                future.set_result(None)
-
-    async def _run_sync_round(self, client: Client, presence: Presence) -> None:
-        live = await presence.live_nodes()
-        expected = live - {self._me} - self._unresponsive
-        if not expected:
-            return
-        token = uuid.uuid4().hex.encode("ascii")
-        round_ = self._sync_rounds[token] = _SyncRound(set(expected))
-        self._stats["syncs"] += 1
-        try:
-            await client.publish(self._layout.sync, token, reply=self._replies)
-            await asyncio.wait_for(round_.done.wait(), _SYNC_TIMEOUT)
-        except asyncio.TimeoutError:
-            self._stats["sync_timeouts"] += 1
-            self._unresponsive.update(round_.expected)
-            logger.info("%d nodes did not answer a subscription barrier", len(round_.expected))
-        finally:
-            self._sync_rounds.pop(token, None)
-
-    def _on_sync(self, msg: Msg) -> None:
-        client = self._client
-        if client is None or not msg.reply:
-            return
-        answer = msg.data + b" " + self._me.encode("ascii")
-        self._spawn(_publish_quietly(client, msg.reply, answer))
-
-    def _on_sync_answer(self, data: bytes) -> None:
-        token, _, node = data.partition(b" ")
-        name = node.decode("ascii", "replace")
-        self._unresponsive.discard(name)
-        round_ = self._sync_rounds.get(token)
-        if round_ is not None:
-            round_.answered(name)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     # -- receiving ---------------------------------------------------------------------
 
     def _on_message(self, msg: Msg) -> None:
         subject = msg.subject
+        barrier = self._barrier
         if subject == self._layout.sync:
-            self._on_sync(msg)
+            if barrier is not None:
+                barrier.on_request(msg)
             return
         if subject == self._replies:
-            self._on_sync_answer(msg.data)
+            if barrier is not None:
+                barrier.on_answer(msg.data)
             return
         data = msg.data
         stats = self._stats
@@ -676,10 +579,12 @@ class NatsBackend(Backend):
         ``malformed``, ``stale`` (messages that reached a subscription being
         removed), ``flush_failures``, ``task_failures``, the presence writer's
         ``resyncs``, ``lease_lost``, ``reaped`` (crashed nodes cleaned up) and
-        ``presence_failures``, ``last_error`` and ``since`` (time of the last
+        ``presence_failures``, the subscription barrier's ``syncs`` and
+        ``sync_timeouts`` (NATS clusters only), ``last_error`` and ``since`` (time of the last
         state change).
         """
         client, interest, presence = self._client, self._interest, self._presence
+        barrier = self._barrier
         url = client.connected_url if client is not None else None
         detail: dict[str, Any] = {
             "namespace": self.namespace,
@@ -689,6 +594,7 @@ class NatsBackend(Backend):
             **self._stats,
             "stale": interest.stale if interest is not None else 0,
             **(presence.stats if presence is not None else {}),
+            **(barrier.stats if barrier is not None else {}),
             "last_error": self._last_error,
             "since": self._last_change,
         }
@@ -699,13 +605,6 @@ class NatsBackend(Backend):
             reconnects=self._reconnects,
             detail=detail,
         )
-
-
-async def _publish_quietly(client: Client, subject: str, data: bytes) -> None:
-    try:
-        await client.publish(subject, data)
-    except Exception as exc:  # the asker times out and stops waiting for us
-        logger.debug("answering a subscription barrier failed: %r", exc)
 
 
 async def _close_client(client: Client, timeout: float) -> None:
