@@ -98,6 +98,13 @@ def test_options_are_checked() -> None:
         NatsBackend(heartbeat_interval="1")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="asyncio"):
+        async with Registry(backend=NatsBackend(SHARED_NATS)):
+            pass
+
+
 # -- helpers ---------------------------------------------------------------------------
 
 
