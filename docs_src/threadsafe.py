@@ -24,8 +24,8 @@ def run_other_loop(registry: Registry) -> None:
     """A thread with its own asyncio loop (e.g. a library that runs one) awaits the call."""
 
     async def announce() -> int:
-        future = registry.broadcast_threadsafe({"type": "maintenance", "in_minutes": 5})
-        return await asyncio.wrap_future(future)
+        # awaited on this thread's own loop; it runs on the registry's loop
+        return await registry.broadcast({"type": "maintenance", "in_minutes": 5})
 
     asyncio.run(announce())
     # --8<-- [end:loop]

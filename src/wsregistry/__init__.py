@@ -11,12 +11,13 @@ from ._types import Key, Payload, Serializer
 from .backends.base import Backend, LocalNode
 from .backends.memory import MemoryBackend, MemoryHub
 from .codes import CloseCode
-from .connection import Connection
+from .connection import Connection, ConnectionState
 from .envelope import Envelope, EnvelopeKind
 from .errors import (
     BackendUnavailable,
     ConnectionClosed,
     NotConnected,
+    RegistryAlreadyRunning,
     RegistryClosed,
     RegistryNotStarted,
     SerializationError,
@@ -36,6 +37,7 @@ __all__ = [
     "CloseCode",
     "Connection",
     "ConnectionClosed",
+    "ConnectionState",
     "Envelope",
     "EnvelopeKind",
     "Key",
@@ -47,6 +49,7 @@ __all__ = [
     "Payload",
     "QueueLimits",
     "Registry",
+    "RegistryAlreadyRunning",
     "RegistryClosed",
     "RegistryNotStarted",
     "RegistryStats",

@@ -1,94 +1,121 @@
-"""Pure, synchronous bookkeeping: key -> connections, group -> connections.
+"""Pure, synchronous bookkeeping: id -> outbox, key -> outboxes, group -> outboxes.
 
-No awaits, no I/O. Connections are stored in insertion-ordered dicts used as
-sets, so iteration order is connection order and removal is O(1).
+No awaits, no I/O. A key with one connection maps straight to its outbox (the
+common case: one tab per user); a key with more, and every group, maps to an
+insertion-ordered dict used as a set, so iteration order is connection order
+and removal is O(1).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-
-from ._types import Key
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-C = TypeVar("C")
+    from ._outbox import Outbox
+    from ._types import Key
+
+_Members = dict["Outbox", None]
 
 
-class Index(Generic[C]):
-    """Who is connected, by key and by group, in this process."""
+class Index:
+    """Who is connected, by id, by key and by group, in this process."""
 
-    __slots__ = ("_all", "_by_group", "_by_key")
+    __slots__ = ("_by_group", "_by_id", "_by_key")
 
     def __init__(self) -> None:
-        self._all: dict[C, None] = {}
-        self._by_key: dict[Key, dict[C, None]] = {}
-        self._by_group: dict[str, dict[C, None]] = {}
+        self._by_id: dict[str, Outbox] = {}
+        self._by_key: dict[Key, Outbox | _Members] = {}
+        self._by_group: dict[str, _Members] = {}
 
     def __len__(self) -> int:
-        return len(self._all)
+        return len(self._by_id)
 
-    def __contains__(self, conn: object) -> bool:
-        return conn in self._all
+    def get(self, connection_id: str) -> Outbox | None:
+        """The outbox of ``connection_id``, if it is registered here."""
+        return self._by_id.get(connection_id)
 
-    def add(self, conn: C, key: Key) -> bool:
-        """Register ``conn`` under ``key``. Returns ``True`` if it is the key's first."""
-        self._all[conn] = None
-        members = self._by_key.get(key)
-        if members is None:
-            self._by_key[key] = {conn: None}
+    def add(self, outbox: Outbox) -> bool:
+        """Register ``outbox`` under its key. Returns ``True`` if it is the key's first."""
+        self._by_id[outbox.id] = outbox
+        key = outbox.key
+        entry = self._by_key.get(key)
+        if entry is None:
+            self._by_key[key] = outbox
             return True
-        members[conn] = None
+        if isinstance(entry, dict):
+            entry[outbox] = None
+        else:
+            self._by_key[key] = {entry: None, outbox: None}
         return False
 
-    def remove(
-        self, conn: C, key: Key, groups: frozenset[str] | set[str]
-    ) -> tuple[bool, list[str]]:
-        """Forget ``conn``. Returns (key now empty, groups now empty)."""
-        self._all.pop(conn, None)
-        key_emptied = _discard(self._by_key, key, conn)
-        emptied = [group for group in groups if _discard(self._by_group, group, conn)]
+    def remove(self, outbox: Outbox) -> tuple[bool, list[str]]:
+        """Forget ``outbox``. Returns (its key is now empty, its groups now empty)."""
+        if self._by_id.pop(outbox.id, None) is None:
+            return False, []
+        key = outbox.key
+        entry = self._by_key.get(key)
+        key_emptied = False
+        if entry is outbox:
+            del self._by_key[key]
+            key_emptied = True
+        elif isinstance(entry, dict):
+            entry.pop(outbox, None)
+            if len(entry) == 1:
+                (self._by_key[key],) = entry
+        emptied = [group for group in outbox.groups if _discard(self._by_group, group, outbox)]
         return key_emptied, emptied
 
-    def join(self, conn: C, group: str) -> bool:
-        """Add ``conn`` to ``group``. Returns ``True`` if it is the group's first member."""
+    def join(self, outbox: Outbox, group: str) -> bool:
+        """Add ``outbox`` to ``group``. Returns ``True`` if it is the group's first member."""
         members = self._by_group.get(group)
         if members is None:
-            self._by_group[group] = {conn: None}
+            self._by_group[group] = {outbox: None}
             return True
-        members[conn] = None
+        members[outbox] = None
         return False
 
-    def leave(self, conn: C, group: str) -> bool:
-        """Remove ``conn`` from ``group``. Returns ``True`` if the group is now empty."""
-        return _discard(self._by_group, group, conn)
+    def leave(self, outbox: Outbox, group: str) -> bool:
+        """Remove ``outbox`` from ``group``. Returns ``True`` if the group is now empty."""
+        return _discard(self._by_group, group, outbox)
 
-    def of_key(self, key: Key) -> tuple[C, ...]:
-        """A snapshot of ``key``'s connections, oldest first."""
-        members = self._by_key.get(key)
-        return tuple(members) if members else ()
+    def of_key(self, key: Key) -> Outbox | tuple[Outbox, ...] | None:
+        """``key``'s one outbox, a snapshot of its outboxes (oldest first), or ``None``."""
+        entry = self._by_key.get(key)
+        if entry is None or not isinstance(entry, dict):
+            return entry
+        return tuple(entry)
 
-    def of_group(self, group: str) -> tuple[C, ...]:
+    def all_of_key(self, key: Key) -> tuple[Outbox, ...]:
+        """A snapshot of ``key``'s outboxes, oldest first."""
+        entry = self._by_key.get(key)
+        if entry is None:
+            return ()
+        return tuple(entry) if isinstance(entry, dict) else (entry,)
+
+    def of_group(self, group: str) -> tuple[Outbox, ...]:
         """A snapshot of ``group``'s members, oldest first."""
         members = self._by_group.get(group)
         return tuple(members) if members else ()
 
-    def everyone(self) -> tuple[C, ...]:
-        """A snapshot of every connection, oldest first."""
-        return tuple(self._all)
+    def everyone(self) -> tuple[Outbox, ...]:
+        """A snapshot of every outbox, oldest first."""
+        return tuple(self._by_id.values())
 
     def count_of_key(self, key: Key) -> int:
         """How many connections ``key`` holds here."""
-        members = self._by_key.get(key)
-        return len(members) if members else 0
+        entry = self._by_key.get(key)
+        if entry is None:
+            return 0
+        return len(entry) if isinstance(entry, dict) else 1
 
     def keys(self) -> Iterator[Key]:
-        """Keys with at least one connection."""
+        """Keys with at least one connection (a snapshot)."""
         return iter(tuple(self._by_key))
 
     def groups(self) -> Iterator[str]:
-        """Groups with at least one member."""
+        """Groups with at least one member (a snapshot)."""
         return iter(tuple(self._by_group))
 
     @property
@@ -102,11 +129,11 @@ class Index(Generic[C]):
         return len(self._by_group)
 
 
-def _discard(table: dict[Any, dict[C, None]], name: Key, conn: C) -> bool:
+def _discard(table: dict[Any, _Members], name: str, outbox: Outbox) -> bool:
     members = table.get(name)
-    if members is None or conn not in members:
+    if members is None or outbox not in members:
         return False
-    del members[conn]
+    del members[outbox]
     if members:
         return False
     del table[name]

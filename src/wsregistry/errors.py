@@ -6,6 +6,7 @@ so ``except WSRegistryError`` catches them all::
     WSRegistryError
     ├── RegistryClosed          (also RuntimeError) the registry is not open for calls
     │   └── RegistryNotStarted  used before ``async with registry``
+    ├── RegistryAlreadyRunning  (also RuntimeError) entered while it is running
     ├── ConnectionClosed        sending on a connection that is no longer registered
     ├── NotConnected            (also LookupError) ``send(..., require=True)`` found nobody
     ├── SerializationError      (also TypeError) a message could not be encoded
@@ -27,6 +28,7 @@ __all__ = [
     "BackendUnavailable",
     "ConnectionClosed",
     "NotConnected",
+    "RegistryAlreadyRunning",
     "RegistryClosed",
     "RegistryNotStarted",
     "SerializationError",
@@ -63,6 +65,18 @@ class RegistryNotStarted(RegistryClosed):
         RuntimeError.__init__(
             self,
             f"Registry.{operation}() needs a running registry; enter 'async with registry:' first",
+        )
+
+
+class RegistryAlreadyRunning(WSRegistryError, RuntimeError):
+    """``async with registry`` while that registry is already running.
+
+    A registry runs once at a time; it can be entered again after it exits.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Registry is already running; leave 'async with registry' before entering it again"
         )
 
 

@@ -1,27 +1,25 @@
-"""Registry: the live connections of an application, by key and by group."""
+"""Registry: the live connections of an application, by key and by group.
+
+A façade: it checks arguments, decides where a call runs, and hands the work
+to the current run (``_run.Run``), which lives for one ``async with`` block.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
-import enum
+import contextlib
 import logging
 import math
-import threading
 import uuid
-from collections import deque
-from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-import anyio.abc
 
-from ._counters import Counters
 from ._encode import encode, json_serializer
-from ._index import Index
-from ._loop import LoopHandle
+from ._run import Run, RunState
 from ._types import Key, Serializer, check_group, check_key
-from ._writers import WriterPool
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .codes import CloseCode
@@ -31,6 +29,7 @@ from .errors import (
     BackendUnavailable,
     ConnectionClosed,
     NotConnected,
+    RegistryAlreadyRunning,
     RegistryClosed,
     RegistryNotStarted,
 )
@@ -38,7 +37,7 @@ from .limits import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, OverflowPolicy, 
 from .stats import RegistryStats
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
     from types import TracebackType
 
     from .transport import Transport
@@ -47,20 +46,24 @@ __all__ = ["Registry"]
 
 logger = logging.getLogger("wsregistry")
 
+_RUNNING = RunState.RUNNING
 
-class _State(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSING = "closing"
-    CLOSED = "closed"
+T = TypeVar("T")
 
 
 class Registry:
     """The registry of live WebSocket connections.
 
     Start it with ``async with registry:``; leaving the block drains outbound
-    queues (up to ``drain_timeout``), closes every connection with 1001 and
-    stops the backend. A registry is started once.
+    queues, flushes the backend, closes every connection with 1001 and stops
+    the backend, within ``drain_timeout + close_timeout``. A registry can be
+    entered again after it exits (each run starts from a clean state), so a
+    module-level registry serves one FastAPI lifespan after another.
+
+    A run belongs to the event loop that entered it. Every public coroutine
+    method may be awaited from another loop or thread too: the call is handed
+    to the registry's loop and its result comes back (plain threads use the
+    ``*_threadsafe`` methods).
 
     Args:
         backend: how registries in other processes are reached. Defaults to a
@@ -73,14 +76,14 @@ class Registry:
             and raises :class:`~wsregistry.errors.SerializationError` for the rest.
         max_queue: most messages waiting in one connection's outbound queue
             (default 1024).
-        max_queue_bytes: most payload bytes waiting in one connection's queue
-            (default 1 MiB).
+        max_queue_bytes: most payload bytes (UTF-8 for text) waiting in one
+            connection's queue (default 1 MiB).
         overflow: what to do when a message does not fit (see
             :class:`~wsregistry.OverflowPolicy`; default: close with 1013).
-        drain_timeout: seconds shutdown waits for queues to drain and sends in
-            flight to finish (default 5).
-        close_timeout: seconds to wait for one transport's close before aborting it
-            (default 2).
+        drain_timeout: seconds shutdown waits for queues to drain, sends in
+            flight to finish and the backend to flush (default 5).
+        close_timeout: seconds to flush and close one connection before aborting
+            it; at shutdown, the bound of the whole closing phase (default 2).
         node_id: this registry's id in the cluster (default: random).
 
     Raises:
@@ -115,67 +118,57 @@ class Registry:
         self.drain_timeout = float(drain_timeout)
         self.close_timeout = float(close_timeout)
         self._node_id = node_id if node_id is not None else uuid.uuid4().hex
-        self._state = _State.NEW
-        self._index: Index[Connection] = Index()
-        self._ids: dict[str, Connection] = {}
-        self._counters = Counters()
-        self._writers = WriterPool(self)
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._loop: LoopHandle | None = None
-        self._drained: anyio.Event | None = None
-        self._publish_failing = False  # log an outage once, not once per call
-        self._jobs: deque[_Job] = deque()  # appended by any thread under _jobs_lock
-        self._jobs_lock = threading.Lock()
-        self._jobs_waiting: anyio.Event | None = None
+        self._run: Run | None = None  # the current run, or the last one after it ended
+        self._starting = False
 
     def __repr__(self) -> str:
+        run = self._run
+        state = "new" if run is None else run.state.value
+        connections = len(run.index) if run is not None else 0
         return (
-            f"<Registry {self._state.value} node={self._node_id} "
-            f"connections={len(self._index)} backend={type(self.backend).__name__}>"
+            f"<Registry {state} node={self._node_id} "
+            f"connections={connections} backend={type(self.backend).__name__}>"
         )
 
     # -- lifecycle ---------------------------------------------------------------------
 
     @property
     def node_id(self) -> str:
-        """This registry's id in the cluster."""
+        """This registry's id in the cluster (the same for every run)."""
         return self._node_id
 
     @property
     def running(self) -> bool:
         """Whether the registry accepts calls (started and not closing)."""
-        return self._state is _State.RUNNING
+        run = self._run
+        return run is not None and run.state is _RUNNING
 
     async def __aenter__(self) -> Registry:
-        """Start the registry and its backend.
+        """Start a run: bind to the current event loop and start the backend.
 
         Raises:
-            RegistryClosed: the registry was already started (it is running or
-                closed; a ``RuntimeError`` too). A registry is started once:
-                create a new one for each run (e.g. each ``anyio.run``).
-            BackendUnavailable: the backend could not start.
+            RegistryAlreadyRunning: the registry is already running (or
+                starting, or closing); leave it before entering it again.
+            BackendUnavailable: the backend could not start (the registry stays
+                stopped and can be entered again).
         """
-        if self._state is not _State.NEW:
-            raise RegistryClosed(
-                "__aenter__", "a Registry can be started only once; create a new one"
-            )
-        self._loop = LoopHandle()
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
+        run = self._run
+        if self._starting or (run is not None and run.state is not RunState.CLOSED):
+            raise RegistryAlreadyRunning
+        self._starting = True
         try:
-            await self.backend.start(_Node(self))
-        except BaseException:
-            # Close the (still empty) task group without handing it the error, so
-            # the caller gets the backend's exception itself, not an ExceptionGroup
-            # (trio's nursery would wrap it).
-            task_group.cancel_scope.cancel()
-            await task_group.__aexit__(None, None, None)
-            self._state = _State.CLOSED
-            raise
-        self._task_group = task_group
-        with self._jobs_lock:
-            self._state = _State.RUNNING
-        task_group.start_soon(self._run_jobs)
+            run = Run(
+                backend=self.backend,
+                node_id=self._node_id,
+                serializer=self.serializer,
+                limits=self.limits,
+                drain_timeout=self.drain_timeout,
+                close_timeout=self.close_timeout,
+            )
+            await run.start()
+            self._run = run
+        finally:
+            self._starting = False
         logger.debug("registry %s started with %s", self._node_id, type(self.backend).__name__)
         return self
 
@@ -185,54 +178,16 @@ class Registry:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Drain, close every connection with 1001, stop the backend and all tasks.
+        """End the run: drain, flush, close every connection with 1001, stop the backend.
 
         Runs the same way when the block raised or was cancelled: shutdown is
         shielded and bounded by ``drain_timeout`` plus ``close_timeout``; the
         block's exception then propagates unchanged. Pending thread-safe calls
         fail with :class:`~wsregistry.errors.RegistryClosed`. Idempotent.
         """
-        if self._state is not _State.RUNNING:
-            return
-        with self._jobs_lock:  # from here on no thread can hand over a new call
-            self._state = _State.CLOSING
-        task_group = self._task_group
-        assert task_group is not None
-        try:
-            with anyio.CancelScope(shield=True):
-                await self._drain()
-                await self._close_everyone()
-                try:
-                    await self.backend.aclose()
-                except Exception:
-                    self._counters.backend_errors += 1
-                    logger.exception("backend failed to close")
-        finally:
-            self._fail_pending_jobs()
-            task_group.cancel_scope.cancel()
-            await task_group.__aexit__(None, None, None)
-            self._task_group = None
-            self._state = _State.CLOSED
-        logger.debug("registry %s closed", self._node_id)
-
-    async def _drain(self) -> None:
-        with anyio.move_on_after(self.drain_timeout):
-            while self._counters.queued > 0 or self._writers.in_flight > 0:
-                self._drained = anyio.Event()
-                await self._drained.wait()
-        self._drained = None
-
-    async def _close_everyone(
-        self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutdown"
-    ) -> int:
-        conns = self._index.everyone()
-        for conn in conns:
-            self._forget(conn, code=code)
-        if conns:
-            async with anyio.create_task_group() as closers:
-                for conn in conns:
-                    closers.start_soon(self._close_transport, conn, code, reason)
-        return len(conns)
+        run = self._run
+        if run is not None:
+            await run.stop()
 
     async def close_connections(
         self, *, code: int = CloseCode.GOING_AWAY, reason: str = "server shutdown"
@@ -244,7 +199,8 @@ class Registry:
         *before* the lifespan shutdown): queued messages are delivered (up to
         ``drain_timeout``) and each socket gets ``code`` (1001 by default).
         Connections made afterwards are served normally. Waits for the closes,
-        each bounded by ``close_timeout``.
+        each bounded by ``close_timeout``. Concurrent calls each wait only as
+        long as the queues need.
 
         Returns:
             How many connections were closed.
@@ -252,17 +208,15 @@ class Registry:
         Raises:
             RegistryNotStarted, RegistryClosed: the registry is not running.
         """
-        await anyio.lowlevel.checkpoint()
-        self._check_running("close_connections")
-        await self._drain()
-        return await self._close_everyone(code, reason)
-
-    def _check_running(self, operation: str) -> None:
-        if self._state is _State.RUNNING:
-            return
-        if self._state is _State.NEW:
-            raise RegistryNotStarted(operation)
-        raise RegistryClosed(operation)
+        run = self._run
+        if run is None or not run.here:
+            call = partial(self.close_connections, code=code, reason=reason)
+            return await self._elsewhere(run, "close_connections", call)
+        await run.checkpoint()
+        self._check_running(run, "close_connections")
+        with anyio.move_on_after(self.drain_timeout):
+            await run.drained()
+        return await run.close_everyone(code, reason)
 
     # -- registration ------------------------------------------------------------------
 
@@ -281,7 +235,8 @@ class Registry:
 
         Args:
             transport: the socket, wrapped by an adapter or your own
-                :class:`~wsregistry.Transport`.
+                :class:`~wsregistry.Transport`. The registry writes to it from
+                its own loop.
             key: who the connection belongs to (``str`` or ``int``).
             groups: groups to join at once.
             metadata: the application's data about the connection (copied).
@@ -291,8 +246,6 @@ class Registry:
             RegistryNotStarted: before ``async with registry``.
             RegistryClosed: the registry is closing or closed.
         """
-        await anyio.lowlevel.checkpoint()
-        self._check_running("connect")
         if not _is_transport(transport):
             raise TypeError(
                 "transport must have 'async send(data)' and 'async close(code, reason)', "
@@ -300,24 +253,13 @@ class Registry:
             )
         key = check_key(key)
         group_names = [check_group(group) for group in _iter_groups(groups)]
-        conn = Connection(self, transport, id=uuid.uuid4().hex, key=key, metadata=metadata)
-        first_of_key = self._index.add(conn, key)
-        self._ids[conn.id] = conn
-        firsts: list[tuple[str, bool]] = []
-        for group in group_names:
-            if conn._add_group(group):
-                firsts.append((group, self._index.join(conn, group)))
-        try:
-            await self._backend_call(
-                self.backend.connection_added(conn.id, key, first_of_key=first_of_key)
-            )
-            for group, first in firsts:
-                await self._backend_call(self.backend.group_joined(group, first_of_group=first))
-        except BaseException:
-            self._forget(conn, code=None)
-            raise
-        logger.debug("connected %r", conn)
-        return conn
+        run = self._run
+        if run is None or not run.here:
+            call = partial(self.connect, transport, key=key, groups=group_names, metadata=metadata)
+            return await self._elsewhere(run, "connect", call)
+        await run.checkpoint()
+        self._check_running(run, "connect")
+        return await run.connect(transport, key, group_names, metadata)
 
     async def disconnect(self, conn: Connection) -> None:
         """Unregister exactly ``conn`` (never another connection of its key). Idempotent.
@@ -331,27 +273,40 @@ class Registry:
             TypeError: ``conn`` is not a :class:`Connection`.
             ValueError: ``conn`` belongs to another registry (nothing changes).
         """
-        if not isinstance(conn, Connection):
-            raise TypeError(f"disconnect() takes a Connection, got {type(conn).__name__}")
-        if conn._registry is not self:
-            raise ValueError(f"{conn!r} belongs to another registry")
-        self._forget(conn, code=None)
-        await anyio.lowlevel.checkpoint()
+        _check_connection(conn, "disconnect")
+        run = self._run
+        if run is not None and not run.here and run.state is not RunState.CLOSED:
+            await run.elsewhere("disconnect", partial(self.disconnect, conn))
+            return
+        if run is not None and run.state is not RunState.CLOSED:
+            outbox = run.outbox_of(conn)
+            if outbox is not None:
+                run.unregister(outbox, None, flush=False)
+            await run.checkpoint()
+        else:
+            await anyio.lowlevel.checkpoint()
 
     def disconnect_nowait(self, conn: Connection) -> None:
         """:meth:`disconnect` for synchronous code (no checkpoint). Idempotent.
 
-        Non-blocking; removes exactly ``conn``. Works in any state.
+        Non-blocking; removes exactly ``conn``. Works in any state and from any
+        thread (from another thread it takes effect on the registry's loop soon).
 
         Raises:
             TypeError: ``conn`` is not a :class:`Connection`.
             ValueError: ``conn`` belongs to another registry (nothing changes).
         """
-        if not isinstance(conn, Connection):
-            raise TypeError(f"disconnect_nowait() takes a Connection, got {type(conn).__name__}")
-        if conn._registry is not self:
-            raise ValueError(f"{conn!r} belongs to another registry")
-        self._forget(conn, code=None)
+        _check_connection(conn, "disconnect_nowait")
+        run = self._run
+        if run is None or run.state is RunState.CLOSED:
+            return
+        if run.here:
+            outbox = run.outbox_of(conn)
+            if outbox is not None:
+                run.unregister(outbox, None, flush=False)
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is gone, its connections too
+            run.loop.call_soon(partial(self.disconnect_nowait, conn))
 
     @asynccontextmanager
     async def session(
@@ -371,23 +326,31 @@ class Registry:
         try:
             yield conn
         finally:
-            self._forget(conn, code=None)
+            self.disconnect_nowait(conn)
 
     async def join(self, conn: Connection, group: str) -> None:
         """Add ``conn`` to ``group``. Idempotent.
 
+        Returns once group traffic reaches the connection (cluster-wide, with
+        a shared backend).
+
         Raises:
             ConnectionClosed: ``conn`` is no longer registered.
-            TypeError, ValueError: ``group`` is not a non-empty ``str``.
+            TypeError, ValueError: ``group`` is not a non-empty ``str``, ``conn``
+                is not a :class:`Connection` of this registry.
+            RegistryNotStarted, RegistryClosed: the registry is not running.
         """
-        await anyio.lowlevel.checkpoint()
-        self._check_running("join")
         group = check_group(group)
-        self._check_member(conn)
-        if not conn._add_group(group):
-            return
-        first = self._index.join(conn, group)
-        await self._backend_call(self.backend.group_joined(group, first_of_group=first))
+        _check_connection(conn, "join")
+        run = self._run
+        if run is None or not run.here:
+            return await self._elsewhere(run, "join", partial(self.join, conn, group))
+        await run.checkpoint()
+        self._check_running(run, "join")
+        outbox = run.outbox_of(conn)
+        if outbox is None:
+            raise ConnectionClosed(conn.id, conn.close_code)
+        await run.join(outbox, group)
 
     async def leave(self, conn: Connection, group: str) -> None:
         """Remove ``conn`` from ``group``. Idempotent (also for a closed connection).
@@ -402,22 +365,18 @@ class Registry:
                 is not a :class:`Connection` of this registry.
         """
         group = check_group(group)
-        if not isinstance(conn, Connection):
-            raise TypeError(f"leave() takes a Connection, got {type(conn).__name__}")
-        if conn._registry is not self:
-            raise ValueError(f"{conn!r} belongs to another registry")
-        if not conn._closed and conn._remove_group(group):
-            last = self._index.leave(conn, group)
-            self._backend_sync(self.backend.group_left, group, last_of_group=last)
-        await anyio.lowlevel.checkpoint()
-
-    def _check_member(self, conn: Connection) -> None:
-        if not isinstance(conn, Connection):
-            raise TypeError(f"expected a Connection, got {type(conn).__name__}")
-        if conn._registry is not self:
-            raise ValueError(f"{conn!r} belongs to another registry")
-        if conn._closed:
-            raise ConnectionClosed(conn.id, conn._close_code)
+        _check_connection(conn, "leave")
+        run = self._run
+        if run is not None and not run.here and run.state is not RunState.CLOSED:
+            await run.elsewhere("leave", partial(self.leave, conn, group))
+            return
+        if run is not None and run.state is not RunState.CLOSED:
+            outbox = run.outbox_of(conn)
+            if outbox is not None:
+                run.leave(outbox, group)
+            await run.checkpoint()
+        else:
+            await anyio.lowlevel.checkpoint()
 
     # -- delivery ----------------------------------------------------------------------
 
@@ -445,15 +404,23 @@ class Registry:
                 backend cannot tell whether it is online elsewhere.
             RegistryNotStarted, RegistryClosed: the registry is not running.
         """
-        await anyio.lowlevel.checkpoint()
-        self._check_running("send")
-        key = check_key(key)
+        run = self._run
+        if run is None or not run.here:
+            key = check_key(key)
+            payload = encode(message, self.serializer)
+            call = partial(self.send, key, payload, require=require)
+            return await self._elsewhere(run, "send", call)
+        await run.checkpoint()
+        if run.state is not _RUNNING:
+            raise self._refusal("send")
+        if type(key) is not str and type(key) is not int:
+            key = check_key(key)
         payload = encode(message, self.serializer)
-        if require and not self._index.count_of_key(key) and not await self._online_elsewhere(key):
+        if require and not run.index.count_of_key(key) and not await _online_elsewhere(run, key):
             raise NotConnected(key)
-        envelope = Envelope(EnvelopeKind.KEY, payload, key, None, self._node_id)
-        delivered = self._deliver(envelope)
-        await self._publish(envelope)
+        delivered = run.deliver_to_key(key, payload)
+        if self.backend.reaches_other_nodes:
+            await run.publish(Envelope(EnvelopeKind.KEY, payload, key, None, self._node_id))
         return delivered
 
     async def broadcast(
@@ -481,18 +448,25 @@ class Registry:
             SerializationError: the message cannot be serialised (nothing sent).
             RegistryNotStarted, RegistryClosed: the registry is not running.
         """
-        await anyio.lowlevel.checkpoint()
-        self._check_running("broadcast")
         if group is not None:
             group = check_group(group)
         exclude_id = _exclude_id(exclude)
+        run = self._run
+        if run is None or not run.here:
+            payload = encode(message, self.serializer)
+            call = partial(self.broadcast, payload, group=group, exclude=exclude_id)
+            return await self._elsewhere(run, "broadcast", call)
+        await run.checkpoint()
+        if run.state is not _RUNNING:
+            raise self._refusal("broadcast")
         payload = encode(message, self.serializer)
         if group is None:
             envelope = Envelope(EnvelopeKind.BROADCAST, payload, None, exclude_id, self._node_id)
         else:
             envelope = Envelope(EnvelopeKind.GROUP, payload, group, exclude_id, self._node_id)
-        delivered = self._deliver(envelope)
-        await self._publish(envelope)
+        delivered = run.deliver(envelope)
+        if self.backend.reaches_other_nodes:
+            await run.publish(envelope)
         return delivered
 
     async def send_to_connection(self, connection_id: str, message: Any) -> int:
@@ -506,15 +480,20 @@ class Registry:
             SerializationError: the message cannot be serialised (nothing sent).
             RegistryNotStarted, RegistryClosed: the registry is not running.
         """
-        await anyio.lowlevel.checkpoint()
-        self._check_running("send_to_connection")
         if not isinstance(connection_id, str):
             raise TypeError(f"connection_id must be str, got {type(connection_id).__name__}")
+        run = self._run
+        if run is None or not run.here:
+            payload = encode(message, self.serializer)
+            call = partial(self.send_to_connection, connection_id, payload)
+            return await self._elsewhere(run, "send_to_connection", call)
+        await run.checkpoint()
+        self._check_running(run, "send_to_connection")
         payload = encode(message, self.serializer)
         envelope = Envelope(EnvelopeKind.CONNECTION, payload, connection_id, None, self._node_id)
-        delivered = self._deliver(envelope)
-        if not delivered:
-            await self._publish(envelope)
+        delivered = run.deliver(envelope)
+        if not delivered and self.backend.reaches_other_nodes:
+            await run.publish(envelope)
         return delivered
 
     def send_threadsafe(
@@ -524,7 +503,8 @@ class Registry:
 
         Serialises in the calling thread (errors raise here, nothing is sent),
         hands the payload to the registry's loop and returns at once; sockets are
-        only touched by the registry's loop. Calls from one thread keep their order.
+        only touched by the registry's loop. Calls from one thread keep their
+        order; a slow call from one thread never delays another thread's calls.
 
         Returns:
             A future with :meth:`send`'s result or exception (``.result(timeout)``
@@ -536,7 +516,10 @@ class Registry:
         """
         key = check_key(key)
         payload = encode(message, self.serializer)
-        return self._threadsafe("send_threadsafe", lambda: self.send(key, payload, require=require))
+        run = self._running_run("send_threadsafe")
+        return run.calls.submit(
+            "send_threadsafe", partial(self.send, key, payload, require=require)
+        )
 
     def broadcast_threadsafe(
         self, message: Any, *, group: str | None = None
@@ -545,99 +528,9 @@ class Registry:
         if group is not None:
             group = check_group(group)
         payload = encode(message, self.serializer)
-        return self._threadsafe(
-            "broadcast_threadsafe", lambda: self.broadcast(payload, group=group)
-        )
-
-    def _threadsafe(
-        self, operation: str, call: Callable[[], Awaitable[int]]
-    ) -> concurrent.futures.Future[int]:
-        future: concurrent.futures.Future[int] = concurrent.futures.Future()
-        job = _Job(operation, call, future)
-        # Under the lock, a job is queued only while running; shutdown takes the
-        # lock to stop, then fails whatever is left, so no future stays pending.
-        with self._jobs_lock:
-            self._check_running(operation)
-            self._jobs.append(job)
-        loop = self._loop
-        assert loop is not None
-        try:
-            loop.call_soon(self._wake_jobs)
-        except RuntimeError as exc:  # the loop is gone without closing the registry
-            job.fail(RegistryClosed(operation))
-            raise RegistryClosed(operation) from exc
-        return future
-
-    def _wake_jobs(self) -> None:
-        """Runs in the loop thread: wake :meth:`_run_jobs` for newly queued calls."""
-        if self._jobs_waiting is not None:
-            self._jobs_waiting.set()
-
-    async def _run_jobs(self) -> None:
-        """Run thread-safe calls one at a time, in the order they arrived."""
-        jobs = self._jobs
-        while True:
-            while jobs:
-                await jobs.popleft().run()
-            self._jobs_waiting = anyio.Event()
-            await self._jobs_waiting.wait()
-            self._jobs_waiting = None
-
-    def _fail_pending_jobs(self) -> None:
-        while self._jobs:
-            job = self._jobs.popleft()
-            job.fail(RegistryClosed(job.operation))
-
-    def _deliver(self, envelope: Envelope) -> int:
-        """Enqueue an envelope to the matching local connections (sync)."""
-        kind = envelope.kind
-        if kind is EnvelopeKind.BROADCAST:
-            targets = self._index.everyone()
-        elif kind is EnvelopeKind.GROUP:
-            targets = self._index.of_group(envelope.target)  # type: ignore[arg-type]
-        elif kind is EnvelopeKind.KEY:
-            targets = self._index.of_key(envelope.target)  # type: ignore[arg-type]
-        else:
-            return self._deliver_to_id(envelope)
-        payload = envelope.payload
-        exclude = envelope.exclude
-        delivered = 0
-        if exclude is None:
-            for conn in targets:
-                if conn._enqueue(payload):
-                    delivered += 1
-        else:
-            for conn in targets:
-                if conn.id != exclude and conn._enqueue(payload):
-                    delivered += 1
-        return delivered
-
-    def _deliver_to_id(self, envelope: Envelope) -> int:
-        conn = self._by_id(envelope.target)  # type: ignore[arg-type]
-        return 1 if conn is not None and conn._enqueue(envelope.payload) else 0
-
-    def _by_id(self, connection_id: str) -> Connection | None:
-        return self._ids.get(connection_id)
-
-    async def _publish(self, envelope: Envelope) -> None:
-        try:
-            await self.backend.publish(envelope)
-        except BackendUnavailable as exc:
-            self._counters.backend_errors += 1
-            if self._publish_failing:
-                logger.debug("publish failed, delivered locally only: %s", exc)
-            else:
-                self._publish_failing = True
-                logger.warning(
-                    "publish failed, delivered locally only: %s "
-                    "(further failures are logged at DEBUG until a publish succeeds; "
-                    "stats().backend_errors counts them)",
-                    exc,
-                )
-        else:
-            if self._publish_failing:
-                self._publish_failing = False
-                logger.info("publishing to the backend again")
+        run = self._running_run("broadcast_threadsafe")
+        call = partial(self.broadcast, payload, group=group)
+        return run.calls.submit("broadcast_threadsafe", call)
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -645,19 +538,25 @@ class Registry:
         """This process's live connections of ``key``, oldest first (a snapshot).
 
         Non-blocking; works in any state (empty before start and after close).
+        Call it on the registry's loop.
 
         Raises:
             TypeError: ``key`` is not ``str``/``int``.
         """
-        return self._index.of_key(check_key(key))
+        key = check_key(key)
+        run = self._run
+        return _handles(run.index.all_of_key(key)) if run is not None else ()
 
     def members(self, group: str) -> tuple[Connection, ...]:
         """This process's live members of ``group``, oldest first (a snapshot)."""
-        return self._index.of_group(check_group(group))
+        group = check_group(group)
+        run = self._run
+        return _handles(run.index.of_group(group)) if run is not None else ()
 
     def connections(self) -> tuple[Connection, ...]:
         """Every live connection of this process, oldest first (a snapshot)."""
-        return self._index.everyone()
+        run = self._run
+        return _handles(run.index.everyone()) if run is not None else ()
 
     async def is_online(self, key: Key) -> bool:
         """Whether ``key`` has a live connection anywhere in the cluster.
@@ -669,10 +568,13 @@ class Registry:
             BackendUnavailable: the backend cannot answer.
             RegistryNotStarted, RegistryClosed: the registry is not running.
         """
-        await anyio.lowlevel.checkpoint()
-        self._check_running("is_online")
         key = check_key(key)
-        return self._index.count_of_key(key) > 0 or await self._online_elsewhere(key)
+        run = self._run
+        if run is None or not run.here:
+            return await self._elsewhere(run, "is_online", partial(self.is_online, key))
+        await run.checkpoint()
+        self._check_running(run, "is_online")
+        return run.index.count_of_key(key) > 0 or await _online_elsewhere(run, key)
 
     async def online_count(self, key: Key) -> int:
         """How many live connections ``key`` holds across the cluster.
@@ -681,9 +583,13 @@ class Registry:
             BackendUnavailable: the backend cannot answer.
             RegistryNotStarted, RegistryClosed: the registry is not running.
         """
-        await anyio.lowlevel.checkpoint()
-        self._check_running("online_count")
-        return await self.backend.presence_count(check_key(key))
+        key = check_key(key)
+        run = self._run
+        if run is None or not run.here:
+            return await self._elsewhere(run, "online_count", partial(self.online_count, key))
+        await run.checkpoint()
+        self._check_running(run, "online_count")
+        return await self.backend.presence_count(key)
 
     async def online_keys(self) -> frozenset[Key]:
         """Every key with a live connection across the cluster (O(online keys)).
@@ -692,24 +598,24 @@ class Registry:
             BackendUnavailable: the backend cannot answer.
             RegistryNotStarted, RegistryClosed: the registry is not running.
         """
-        await anyio.lowlevel.checkpoint()
-        self._check_running("online_keys")
+        run = self._run
+        if run is None or not run.here:
+            return await self._elsewhere(run, "online_keys", self.online_keys)
+        await run.checkpoint()
+        self._check_running(run, "online_keys")
         return await self.backend.online_keys()
 
-    async def _online_elsewhere(self, key: Key) -> bool:
-        try:
-            return await self.backend.presence_count(key) > 0
-        except BackendUnavailable:
-            self._counters.backend_errors += 1
-            raise
-
     def stats(self) -> RegistryStats:
-        """A snapshot of the counters (non-blocking, any state)."""
-        counters = self._counters
+        """A snapshot of the current (or last) run's counters (non-blocking, any state)."""
+        run = self._run
+        if run is None:
+            return RegistryStats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, self.backend.health())
+        counters = run.counters
+        index = run.index
         return RegistryStats(
-            connections=len(self._index),
-            keys=self._index.key_count,
-            groups=self._index.group_count,
+            connections=len(index),
+            keys=index.key_count,
+            groups=index.group_count,
             queued=counters.queued,
             queued_bytes=counters.queued_bytes,
             sent=counters.sent,
@@ -718,172 +624,55 @@ class Registry:
             send_errors=counters.send_errors,
             backend_errors=counters.backend_errors,
             backend=self.backend.health(),
+            writer_tasks=run.writers.tasks,
         )
 
-    # -- internals used by Connection and the backend ---------------------------------
+    # -- where calls run ---------------------------------------------------------------
 
-    def _spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        task_group = self._task_group
-        if task_group is None:  # pragma: no cover - connections die before the group
-            raise RegistryClosed("send")
-        task_group.start_soon(func)
+    def _refusal(self, operation: str) -> RegistryClosed:
+        if self._run is None:
+            return RegistryNotStarted(operation)
+        return RegistryClosed(operation)
 
-    def _queue_emptied(self) -> None:
-        if self._drained is not None and self._counters.queued <= 0:
-            self._drained.set()  # _drain checks the writers in flight itself
+    def _check_running(self, run: Run, operation: str) -> None:
+        if run.state is not _RUNNING:
+            raise self._refusal(operation)
 
-    def _forget(self, conn: Connection, *, code: int | None) -> bool:
-        """Unregister ``conn`` at once (sync). Returns ``False`` if it was already gone."""
-        if conn._closed:
-            return False
-        groups = frozenset(conn._groups)
-        conn._mark_closed(code)
-        key_emptied, groups_emptied = self._index.remove(conn, conn.key, groups)
-        self._ids.pop(conn.id, None)
-        for group in groups:
-            self._backend_sync(
-                self.backend.group_left, group, last_of_group=group in groups_emptied
-            )
-        self._backend_sync(
-            self.backend.connection_removed, conn.id, conn.key, last_of_key=key_emptied
-        )
-        self._queue_emptied()
-        logger.debug("unregistered %r", conn)
-        return True
+    def _running_run(self, operation: str) -> Run:
+        run = self._run
+        if run is None or run.state is not _RUNNING:
+            raise self._refusal(operation)
+        return run
 
-    def _transport_failed(self, conn: Connection, exc: Exception) -> None:
-        if conn._closed:
-            return
-        self._counters.send_errors += 1
-        logger.info("transport of %r failed, unregistering: %r", conn, exc)
-        self._forget(conn, code=CloseCode.INTERNAL_ERROR)
-        self._spawn_close(conn, CloseCode.INTERNAL_ERROR, "send failed")
-
-    def _slow_consumer(self, conn: Connection) -> None:
-        self._counters.slow_consumer_closes += 1
-        self._counters.dropped += 1  # the message that did not fit
-        logger.warning(
-            "closing slow consumer %r: outbound queue full (%d messages, %d bytes)",
-            conn,
-            conn.queued,
-            conn.queued_bytes,
-        )
-        self._forget(conn, code=CloseCode.TRY_AGAIN_LATER)
-        self._spawn_close(conn, CloseCode.TRY_AGAIN_LATER, "slow consumer: outbound queue full")
-
-    def _spawn_close(self, conn: Connection, code: int, reason: str) -> None:
-        task_group = self._task_group
-        if task_group is not None:
-            task_group.start_soon(self._close_transport, conn, code, reason)
-
-    async def _close_transport(self, conn: Connection, code: int, reason: str) -> None:
-        transport = conn.transport
-        finished = False
-        try:
-            with anyio.move_on_after(self.close_timeout):
-                try:
-                    await transport.close(code, reason)
-                except Exception as exc:
-                    logger.debug("closing %r raised %r", conn, exc)
-                finished = True
-        finally:
-            if not finished:  # timed out, or the registry is shutting down
-                logger.info("close of %r did not finish in %ss; aborting", conn, self.close_timeout)
-                _abort(conn)
-
-    async def _backend_call(self, call: Awaitable[None]) -> None:
-        try:
-            await call
-        except Exception:
-            self._counters.backend_errors += 1
-            logger.exception("backend hook failed; local delivery is unaffected")
-
-    def _backend_sync(self, hook: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-        try:
-            hook(*args, **kwargs)
-        except Exception:
-            self._counters.backend_errors += 1
-            logger.exception("backend hook failed; local delivery is unaffected")
+    async def _elsewhere(
+        self, run: Run | None, operation: str, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Run ``call`` on the registry's loop for a caller on another loop or thread."""
+        if run is None or run.state is not _RUNNING:
+            await anyio.lowlevel.checkpoint()
+            raise self._refusal(operation)
+        return await run.elsewhere(operation, call)
 
 
-class _Job:
-    """A call handed over from another thread, with the future that reports it."""
-
-    __slots__ = ("call", "future", "operation")
-
-    def __init__(
-        self,
-        operation: str,
-        call: Callable[[], Awaitable[int]],
-        future: concurrent.futures.Future[int],
-    ) -> None:
-        self.operation = operation
-        self.call = call
-        self.future = future
-
-    async def run(self) -> None:
-        if not self.future.set_running_or_notify_cancel():
-            return
-        try:
-            result = await self.call()
-        except Exception as exc:
-            self.future.set_exception(exc)
-        except BaseException:  # cancelled: the registry is shutting down
-            self.future.set_exception(RegistryClosed(self.operation))
-            raise
-        else:
-            self.future.set_result(result)
-
-    def fail(self, exc: Exception) -> None:
-        if self.future.set_running_or_notify_cancel():
-            self.future.set_exception(exc)
+async def _online_elsewhere(run: Run, key: Key) -> bool:
+    try:
+        return await run.backend.presence_count(key) > 0
+    except BackendUnavailable:
+        run.counters.backend_errors += 1
+        raise
 
 
-class _Node:
-    """The registry as its backend sees it (:class:`~wsregistry.backends.LocalNode`)."""
-
-    __slots__ = ("_registry",)
-
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
-
-    @property
-    def node_id(self) -> str:
-        return self._registry._node_id
-
-    def deliver(self, envelope: Envelope) -> int:
-        registry = self._registry
-        if envelope.origin == registry._node_id or registry._state is not _State.RUNNING:
-            return 0
-        return registry._deliver(envelope)
-
-    def local_presence(self) -> tuple[tuple[str, Key], ...]:
-        return tuple((conn.id, conn.key) for conn in self._registry._index.everyone())
-
-    def local_keys(self) -> tuple[Key, ...]:
-        return tuple(self._registry._index.keys())
-
-    def local_groups(self) -> tuple[str, ...]:
-        return tuple(self._registry._index.groups())
-
-    def local_count(self, key: Key) -> int:
-        return self._registry._index.count_of_key(key)
-
-    def backend_error(self) -> None:
-        self._registry._counters.backend_errors += 1
+def _handles(outboxes: tuple[Any, ...]) -> tuple[Connection, ...]:
+    return tuple(outbox.connection for outbox in outboxes)
 
 
 def _is_transport(obj: object) -> bool:
     return callable(getattr(obj, "send", None)) and callable(getattr(obj, "close", None))
 
 
-def _abort(conn: Connection) -> None:
-    abort = getattr(conn.transport, "abort", None)
-    if callable(abort):
-        try:
-            abort()
-        except Exception as exc:
-            logger.debug("aborting %r raised %r", conn, exc)
+def _check_connection(conn: object, operation: str) -> None:
+    if not isinstance(conn, Connection):
+        raise TypeError(f"{operation}() takes a Connection, got {type(conn).__name__}")
 
 
 def _iter_groups(groups: Iterable[str]) -> Iterable[object]:

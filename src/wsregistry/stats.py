@@ -36,7 +36,7 @@ class RegistryStats:
         keys: distinct keys with at least one live connection in this process.
         groups: groups with at least one member in this process.
         queued: messages waiting in outbound queues now.
-        queued_bytes: payload bytes waiting in outbound queues now.
+        queued_bytes: payload bytes (UTF-8 for text) waiting in outbound queues now.
         sent: messages handed to transports.
         dropped: messages discarded by an overflow policy or because their
             connection closed before they were written.
@@ -44,6 +44,8 @@ class RegistryStats:
         send_errors: connections unregistered because their transport failed.
         backend_errors: errors the backend reported (publishes, subscriptions, presence).
         backend: the backend's own health report.
+        writer_tasks: writer tasks running now (each waiting send holds one: a
+            high number means many peers are applying back-pressure).
     """
 
     connections: int
@@ -57,3 +59,4 @@ class RegistryStats:
     send_errors: int
     backend_errors: int
     backend: BackendHealth
+    writer_tasks: int = 0

@@ -342,29 +342,35 @@ async def test_calls_before_start_raise() -> None:
         await registry.connect(Sock(), key="k")
 
 
-async def test_restart_raises_clear_error() -> None:
+async def test_registry_can_be_entered_again_after_exit() -> None:
     registry = Registry()
     async with registry:
-        pass
-    with pytest.raises(RegistryClosed) as info:
-        async with registry:
-            pass
-    assert isinstance(info.value, RuntimeError)
-    assert "once" in str(info.value)
+        await registry.connect(Sock(), key="k")
+    async with registry:
+        assert registry.lookup("k") == ()  # a fresh run
+        t = Sock()
+        await registry.connect(t, key="k")
+        assert await registry.send("k", "again") == 1
+    assert t.frames == ["again"]
+    with pytest.raises(RegistryClosed):
+        await registry.send("k", "after")
 
 
-def test_registry_in_two_anyio_runs() -> None:
+def test_registry_in_two_event_loops_one_after_the_other() -> None:
     registry = Registry()
+    frames: list[list[str | bytes]] = []
 
     async def use() -> None:
         async with registry:
-            await registry.connect(Sock(), key="a")
+            t = Sock()
+            await registry.connect(t, key="a")
+            await registry.send("a", "hi")
+        frames.append(t.frames)
 
     anyio.run(use)
-    with pytest.raises(WSRegistryError) as info:
-        anyio.run(use)
-    assert isinstance(info.value, RuntimeError)
-    assert "once" in str(info.value)
+    anyio.run(use, backend="trio")
+    anyio.run(use)
+    assert frames == [["hi"], ["hi"], ["hi"]]
 
 
 def test_registry_created_outside_loop_on_trio() -> None:

@@ -142,14 +142,27 @@ async def test_drop_policies_by_bytes(policy: str, kept: list[str]) -> None:
 
 
 async def test_stalled_close_is_aborted_after_close_timeout() -> None:
+    # the flush cannot finish (the peer stopped reading): abort when close_timeout is up
     async with Registry(close_timeout=0.05) as registry:
         transport, conn = await _stall(registry, "slow")
+        await conn.send("queued")
         with anyio.fail_after(TIMEOUT):
             await conn.close(CloseCode.NORMAL, "bye")
         assert transport.aborted
-        assert transport.close_code == CloseCode.NORMAL
         assert conn.closed
         assert registry.lookup("slow") == ()
+        assert registry.stats().dropped == 1  # "queued" could not be flushed
+        assert registry.stats().queued == 0
+
+
+async def test_stalled_close_without_flush_sends_the_close_then_aborts() -> None:
+    async with Registry(close_timeout=0.05) as registry:
+        transport, conn = await _stall(registry, "slow")
+        with anyio.fail_after(TIMEOUT):
+            await conn.close(CloseCode.NORMAL, "bye", flush=False)
+        assert transport.aborted
+        assert transport.close_code == CloseCode.NORMAL
+        assert conn.closed
 
 
 async def test_default_limits_bound_memory_of_stalled_clients() -> None:

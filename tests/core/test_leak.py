@@ -72,8 +72,8 @@ async def test_churn_returns_memory_and_counts_to_baseline(anyio_backend: str) -
         stats = registry.stats()
         assert (stats.connections, stats.keys, stats.groups) == (0, 0, 0)
         assert (stats.queued, stats.queued_bytes) == (0, 0)
-        assert len(registry._index) == 0
-        assert registry._ids == {}
+        assert registry.stats().connections == 0
+        assert registry.connections() == ()
         # the fast-path ones break inside send(); the others are disconnected first
         assert stats.send_errors == sum(
             1 for i in range(cycles + 2_000) if i % 20 == 0 and i % 50 != 0

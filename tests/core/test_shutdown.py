@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from wsregistry import CloseCode, Registry, RegistryClosed
+from wsregistry import CloseCode, ConnectionClosed, Registry, RegistryAlreadyRunning, RegistryClosed
 from wsregistry.testing import RecordingTransport, StallingTransport
 
 from ..helpers import TIMEOUT, wait_until
@@ -64,7 +64,7 @@ async def test_no_task_left_behind_and_writers_exit_when_idle() -> None:
             for transport in transports:
                 await transport.wait_for(50)
         await wait_until(lambda: _task_count() == running)  # writers gone once idle
-        assert not any(conn._writing for conn in conns)
+        assert not any(not conn.idle for conn in conns)
         # leave work in flight: a stalled writer, and a slow-consumer close that stalls
         stalled = StallingTransport()
         conn = await registry.connect(stalled, key="s")
@@ -144,12 +144,35 @@ async def test_calls_during_shutdown_raise_registry_closed() -> None:
     assert registry.stats().connections == 0
 
 
-async def test_a_registry_starts_once() -> None:
+async def test_a_running_registry_cannot_be_entered_again() -> None:
     registry = Registry()
     async with registry:
-        with pytest.raises(RuntimeError, match="only once"):
+        with pytest.raises(RegistryAlreadyRunning):
             await registry.__aenter__()
         assert registry.running
-    with pytest.raises(RuntimeError, match="only once"):
+    assert not registry.running
+
+
+async def test_a_registry_can_be_entered_again_and_starts_clean() -> None:
+    registry = Registry()
+    async with registry:
+        old = await registry.connect(RecordingTransport(), key="a", groups={"g"})
+        await registry.send("a", "first run")
+    assert registry.stats().sent == 1  # the last run's counters stay readable
+    for run in range(20):
         async with registry:
-            pass
+            assert registry.running
+            assert registry.stats().connections == 0
+            assert registry.stats().sent == 0
+            assert registry.lookup("a") == ()
+            assert registry.members("g") == ()
+            transport = RecordingTransport()
+            await registry.connect(transport, key="a")
+            assert await registry.send("a", f"run {run}") == 1
+            with pytest.raises(ConnectionClosed):  # a connection of an earlier run
+                await old.send("stale")
+            await registry.disconnect(old)  # idempotent, no error
+        assert transport.sent == [f"run {run}"]
+        assert transport.close_code == 1001
+    with pytest.raises(RegistryClosed):
+        await registry.send("a", "after exit")

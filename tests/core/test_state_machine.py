@@ -85,7 +85,7 @@ class RegistryMachine(RuleBasedStateMachine):
             result = await func(*args)
             with anyio.fail_after(TIMEOUT):
                 while self.registry.stats().queued or any(
-                    c._writing for c in self.registry.connections()
+                    not c.idle for c in self.registry.connections()
                 ):
                     await anyio.lowlevel.checkpoint()
             return result
@@ -221,8 +221,8 @@ class RegistryMachine(RuleBasedStateMachine):
         stats = self.registry.stats()
         assert (stats.connections, stats.keys, stats.groups) == (0, 0, 0)
         assert (stats.queued, stats.queued_bytes) == (0, 0)
-        assert len(self.registry._index) == 0
-        assert self.registry._ids == {}
+        assert self.registry.stats().connections == 0
+        assert self.registry.connections() == ()
         for model in self.order:
             assert model.conn.closed
             if model.alive:  # still registered at shutdown: closed with 1001

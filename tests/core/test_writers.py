@@ -24,13 +24,13 @@ async def test_burst_to_fast_sockets_needs_two_writers_not_one_per_connection() 
         most = 0
         for round_ in range(1, 4):
             await registry.broadcast(str(round_))
-            assert registry._writers.tasks == 1
+            assert registry.stats().writer_tasks == 1
             with anyio.fail_after(TIMEOUT):
                 while any(len(t.sent) < round_ for t in transports):
-                    most = max(most, registry._writers.tasks)
+                    most = max(most, registry.stats().writer_tasks)
                     await anyio.lowlevel.checkpoint()
         assert most <= 2
-        await wait_until(lambda: registry._writers.tasks == 0)
+        await wait_until(lambda: registry.stats().writer_tasks == 0)
         assert all(t.sent == ["1", "2", "3"] for t in transports)
 
 
@@ -44,7 +44,7 @@ async def test_many_stalled_peers_ahead_do_not_starve_a_healthy_one() -> None:
             for n in range(3):
                 await registry.broadcast(str(n))
             await healthy.wait_for(3)
-        assert registry._writers.tasks >= 200  # each waiting send holds its own writer
+        assert registry.stats().writer_tasks >= 200  # each waiting send holds its own writer
 
 
 async def test_waiting_sends_ramp_up_writers_quickly() -> None:
@@ -57,7 +57,7 @@ async def test_waiting_sends_ramp_up_writers_quickly() -> None:
         most = 0
         for n in range(40):
             await registry.broadcast(n)
-            most = max(most, registry._writers.tasks)
+            most = max(most, registry.stats().writer_tasks)
         with anyio.fail_after(TIMEOUT):
             for transport in transports:
                 await transport.wait_for(40)
@@ -74,9 +74,9 @@ async def test_disconnecting_a_stalled_connection_frees_its_writer() -> None:
         await registry.connect(other, key="o")
         await registry.broadcast("x")
         await wait_until(lambda: conn.queued == 0)  # in flight, stuck
-        assert registry._writers.tasks >= 1
+        assert registry.stats().writer_tasks >= 1
         await registry.disconnect(conn)
-        await wait_until(lambda: registry._writers.tasks == 0)
+        await wait_until(lambda: registry.stats().writer_tasks == 0)
         await registry.send("o", "after")
         with anyio.fail_after(TIMEOUT):
             await other.wait_for(2)
@@ -174,7 +174,7 @@ async def test_random_mix_of_peers_each_gets_exactly_its_frames(seed: int) -> No
                 await anyio.sleep(rng.choice([0, 0.0005]))
 
         def settled() -> bool:  # everyone but the stalled peers has written everything
-            return all(not c._writing for c in registry.connections() if kinds[c] != "stalled")
+            return all(c.idle for c in registry.connections() if kinds[c] != "stalled")
 
         await wait_until(settled)
         for conn, frames in aimed.items():

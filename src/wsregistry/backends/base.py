@@ -93,7 +93,7 @@ class Backend(abc.ABC):
             BackendUnavailable: the broker cannot be reached at start-up.
         """
 
-    async def flush(self) -> None:
+    async def flush(self) -> None:  # noqa: B027 - an optional hook; the default has no buffer
         """Wait until everything published so far has been handed to the broker.
 
         Called when the registry shuts down, before its connections close, and
