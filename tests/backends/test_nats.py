@@ -163,13 +163,13 @@ class Sender:
 
 
 @pytest.mark.nats
-async def test_backend_starts_again_and_a_clean_exit_removes_presence() -> None:
+async def test_registry_enters_again_and_a_clean_exit_removes_presence() -> None:
     namespace = new_namespace()
     backend = NatsBackend(SHARED_NATS, namespace=namespace, **FAST)
     try:
         async with nodes([[SHARED_NATS]], namespace) as (observer,):
-            for run in range(2):
-                registry = Registry(backend=backend)  # the same backend, started again
+            registry = Registry(backend=backend)
+            for run in range(2):  # the registry is entered again: its backend starts again
                 async with registry:
                     assert health(registry).connected
                     assert health(registry).name == "nats"
