@@ -8,7 +8,11 @@ class Counters:
 
     __slots__ = (
         "backend_errors",
+        "connects",
+        "disconnects",
         "dropped",
+        "dropped_closed",
+        "overflows",
         "queued",
         "queued_bytes",
         "send_errors",
@@ -24,3 +28,7 @@ class Counters:
         self.slow_consumer_closes = 0
         self.send_errors = 0
         self.backend_errors = 0
+        self.connects = 0
+        self.disconnects = 0
+        self.dropped_closed = 0
+        self.overflows = 0

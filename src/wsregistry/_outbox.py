@@ -161,6 +161,7 @@ class Outbox:
         elif queue:  # a message always fits an empty queue
             limits = self.limits
             if len(queue) >= limits.max_messages or self.queued_bytes + size > limits.max_bytes:
+                counters.overflows += 1
                 policy = limits.overflow
                 if policy is OverflowPolicy.CLOSE:
                     counters.dropped += 1
@@ -223,6 +224,7 @@ class Outbox:
         discarded = len(queue) if queue else 0
         if discarded:
             self.counters.dropped += discarded
+            self.counters.dropped_closed += discarded
             self._account(-discarded, -self.queued_bytes)
         self.queue = None
         return discarded

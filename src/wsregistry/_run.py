@@ -32,6 +32,7 @@ from ._index import Index
 from ._loop import LoopHandle, checkpoint_for_current_loop, wait_future
 from ._outbox import ConnectionState, Offer, Outbox
 from ._threads import CallQueues
+from ._timing import Timing
 from ._writers import WriterPool
 from .codes import CloseCode
 from .connection import Connection
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from ._types import Key, Payload, Serializer
     from .backends.base import Backend
     from .limits import QueueLimits
+    from .observer import Observer
     from .transport import Transport
 
 T = TypeVar("T")
@@ -111,6 +113,13 @@ class Run:
         self._idle_waiters: dict[Outbox, anyio.Event] = {}
         self._closed_waiters: dict[Outbox, anyio.Event] = {}
         self._publish_failing = False  # log an outage once, not once per call
+        self.timing: Timing | None = None  # only while an observer is attached
+
+    def observe(self, observer: Observer | None) -> None:
+        """Attach ``observer`` (or detach with ``None``); call it on the run's loop."""
+        self.timing = self.writers.timing = (
+            Timing(observer, self.counters) if observer is not None else None
+        )
 
     @property
     def here(self) -> bool:
@@ -225,6 +234,7 @@ class Run:
         except BaseException:
             self.unregister(outbox, None, flush=False)
             raise
+        self.counters.connects += 1
         logger.debug("connected %r", conn)
         return conn
 
@@ -249,6 +259,7 @@ class Run:
         """
         if not outbox.unregister(code, flush=flush):
             return False
+        self.counters.disconnects += 1
         key_emptied, groups_emptied = self.index.remove(outbox)
         backend = self.backend
         for group in outbox.groups:
@@ -289,6 +300,9 @@ class Run:
                 self.counters.sent += 1
                 return True
         offer = outbox.offer(payload)
+        timing = self.timing
+        if timing is not None and (offer is Offer.SCHEDULE or offer is Offer.QUEUED):
+            timing.queued(outbox)
         if offer is Offer.SCHEDULE:
             self.writers.schedule(outbox)
             return True
@@ -299,6 +313,13 @@ class Run:
         return False
 
     def deliver_to_key(self, key: Key, payload: Payload) -> int:
+        """Queue ``payload`` to the local connections of ``key`` (sync)."""
+        timing = self.timing
+        if timing is not None:
+            return timing.fan_out(self._deliver_to_key, key, payload)
+        return self._deliver_to_key(key, payload)
+
+    def _deliver_to_key(self, key: Key, payload: Payload) -> int:
         targets = self.index.of_key(key)
         if targets is None:
             return 0
@@ -308,11 +329,17 @@ class Run:
 
     def deliver(self, envelope: Envelope) -> int:
         """Queue an envelope's payload to its local targets (sync)."""
+        timing = self.timing
+        if timing is not None:
+            return timing.fan_out(self._deliver, envelope)
+        return self._deliver(envelope)
+
+    def _deliver(self, envelope: Envelope) -> int:
         kind = envelope.kind
         payload = envelope.payload
         if kind is EnvelopeKind.KEY:
             if envelope.exclude is None:
-                return self.deliver_to_key(envelope.target, payload)  # type: ignore[arg-type]
+                return self._deliver_to_key(envelope.target, payload)  # type: ignore[arg-type]
             targets = self.index.all_of_key(envelope.target)  # type: ignore[arg-type]
         elif kind is EnvelopeKind.BROADCAST:
             targets = self.index.everyone()
@@ -371,7 +398,11 @@ class Run:
         payload = encode(message, self.serializer)
         if outbox.state is not _OPEN:
             raise ConnectionClosed(outbox.id, outbox.close_code)
-        self.push(outbox, payload)
+        timing = self.timing
+        if timing is not None:
+            timing.fan_out(self.push, outbox, payload)
+        else:
+            self.push(outbox, payload)
 
     async def close(self, outbox: Outbox, code: int, reason: str, *, flush: bool) -> None:
         if not self.here:
@@ -488,6 +519,9 @@ class Run:
                 event.set()
 
     def _idle(self, outbox: Outbox) -> None:
+        timing = self.timing
+        if timing is not None:
+            timing.forget(outbox)
         event = self._idle_waiters.pop(outbox, None)
         if event is not None:
             event.set()

@@ -32,6 +32,7 @@ from ._outbox import ConnectionState
 if TYPE_CHECKING:
     from ._counters import Counters
     from ._outbox import Outbox
+    from ._timing import Timing
 
 BATCH = 64
 """Frames a writer sends between checkpoints when sends complete without waiting."""
@@ -69,6 +70,7 @@ class WriterPool:
         "_sending",
         "_spawn_task",
         "tasks",
+        "timing",
     )
 
     def __init__(
@@ -89,6 +91,7 @@ class WriterPool:
         self._sending: dict[Outbox, _Writer] = {}
         self._free = 0  # writers not inside a transport send
         self.tasks = 0
+        self.timing: Timing | None = None  # set by the run while an observer is attached
 
     @property
     def in_flight(self) -> int:
@@ -142,6 +145,8 @@ class WriterPool:
                 self._release(outbox)
                 outbox = None
                 continue
+            timing = self.timing
+            stamp = timing.taken(outbox) if timing is not None else None
             self._free -= 1
             if ready and self._free == 0:
                 # In case this send waits, others must serve the rest: as many
@@ -167,6 +172,8 @@ class WriterPool:
                 outbox = None
             else:
                 counters.sent += 1
+                if timing is not None:
+                    timing.written(stamp)
                 if not outbox.queue or outbox.state is ConnectionState.CLOSED:
                     self._release(outbox)
                     outbox = None

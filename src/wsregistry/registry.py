@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
     from types import TracebackType
 
+    from .observer import Observer
     from .transport import Transport
 
 __all__ = ["Registry"]
@@ -120,6 +121,7 @@ class Registry:
         self._node_id = node_id if node_id is not None else uuid.uuid4().hex
         self._run: Run | None = None  # the current run, or the last one after it ended
         self._starting = False
+        self._observer: Observer | None = None
 
     def __repr__(self) -> str:
         run = self._run
@@ -136,6 +138,23 @@ class Registry:
     def node_id(self) -> str:
         """This registry's id in the cluster (the same for every run)."""
         return self._node_id
+
+    @property
+    def observer(self) -> Observer | None:
+        """The :class:`~wsregistry.observer.Observer` fed timings and refusals, or ``None``.
+
+        Set it before entering the registry or on its loop (a collector such
+        as :class:`~wsregistry.prometheus.RegistryCollector` sets it); it
+        carries over from run to run. ``None`` (the default) costs nothing.
+        """
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: Observer | None) -> None:
+        self._observer = observer
+        run = self._run
+        if run is not None and run.state is not RunState.CLOSED:
+            run.observe(observer)
 
     @property
     def running(self) -> bool:
@@ -166,6 +185,8 @@ class Registry:
                 close_timeout=self.close_timeout,
             )
             await run.start()
+            if self._observer is not None:
+                run.observe(self._observer)
             self._run = run
         finally:
             self._starting = False
@@ -625,6 +646,10 @@ class Registry:
             backend_errors=counters.backend_errors,
             backend=self.backend.health(),
             writer_tasks=run.writers.tasks,
+            connects=counters.connects,
+            disconnects=counters.disconnects,
+            overflows=counters.overflows,
+            dropped_closed=counters.dropped_closed,
         )
 
     # -- where calls run ---------------------------------------------------------------

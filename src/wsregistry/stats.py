@@ -46,6 +46,16 @@ class RegistryStats:
         backend: the backend's own health report.
         writer_tasks: writer tasks running now (each waiting send holds one: a
             high number means many peers are applying back-pressure).
+        connects: connections registered.
+        disconnects: connections unregistered, for any reason (the client
+            left, the app or the registry closed it, its transport failed,
+            shutdown).
+        overflows: messages that did not fit a connection's queue, so the
+            overflow policy applied (with the default policy, each one closed a
+            slow consumer).
+        dropped_closed: the part of ``dropped`` discarded because the
+            connection closed before they were written; the rest was dropped
+            by the overflow policy.
     """
 
     connections: int
@@ -60,3 +70,7 @@ class RegistryStats:
     backend_errors: int
     backend: BackendHealth
     writer_tasks: int = 0
+    connects: int = 0
+    disconnects: int = 0
+    overflows: int = 0
+    dropped_closed: int = 0
