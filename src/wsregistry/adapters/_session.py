@@ -115,17 +115,18 @@ class Endpoint(Generic[SocketT]):
                 "refusing a WebSocket: the registry is not running "
                 "(start it in the app's lifespan; it stops at shutdown)"
             )
-            return UNAVAILABLE_REFUSAL
+            return _refused(self.registry, "unavailable", UNAVAILABLE_REFUSAL)
         refusal = self._policy.check_origin(origin)
         if refusal is not None:
-            return refusal
+            return _refused(self.registry, "origin", refusal)
         try:
             result = identify(await self._authenticate(socket))
         except Refuse as exc:
-            return exc.refusal
+            return _refused(self.registry, "auth", exc.refusal)
         if isinstance(result, Refusal):
-            return result
-        return self._policy.check_limit(self.registry, result.key) or result
+            return _refused(self.registry, "auth", result)
+        refusal = self._policy.check_limit(self.registry, result.key)
+        return result if refusal is None else _refused(self.registry, "limit", refusal)
 
     async def _run(
         self,
@@ -151,6 +152,7 @@ class Endpoint(Generic[SocketT]):
         policy = self._policy
         refusal = policy.check_limit(registry, identity.key)
         if refusal is not None:  # another handshake of the key won the race since admit()
+            _refused(registry, "limit", refusal)
             if accept is not None:
                 await accept()
             await transport.close(refusal.code, refusal.reason)
@@ -229,6 +231,7 @@ class Endpoint(Generic[SocketT]):
             if alive is not None:
                 alive.last = anyio.current_time()
             if policy.too_big(data):
+                _refused(self.registry, "size", None)
                 logger.info(
                     "closing %r: inbound message of over %d bytes", conn, policy.max_message_size
                 )
@@ -262,6 +265,17 @@ class _Alive:
 
     def __init__(self) -> None:
         self.last = anyio.current_time()
+
+
+RefusalT = TypeVar("RefusalT", Refusal, None)
+
+
+def _refused(registry: Registry, reason: str, refusal: RefusalT) -> RefusalT:
+    """Tell the registry's observer (if any) of a refusal; returns ``refusal``."""
+    observer = registry.observer
+    if observer is not None:
+        observer.refused(reason)
+    return refusal
 
 
 async def _call_hook(hook: OnConnection, conn: Connection) -> None:
