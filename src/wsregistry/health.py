@@ -17,14 +17,11 @@ Both answer with a small JSON body and do no I/O.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .registry import Registry
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
 
 __all__ = [
     "LivenessEndpoint",
@@ -100,8 +97,8 @@ def readiness(registries: Registry | Mapping[str, Registry]) -> Readiness:
 
 
 Scope = Mapping[str, Any]
-Receive = Callable[[], "Awaitable[Mapping[str, Any]]"]
-Send = Callable[[Mapping[str, Any]], "Awaitable[None]"]
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
 class ReadinessEndpoint:
