@@ -170,6 +170,7 @@ def process_request(
 
 def _ws_response(connection: Any, status: int, body: dict[str, Any]) -> Any:
     response = connection.respond(status, json.dumps(body) + "\n")
+    del response.headers["Content-Type"]  # respond() set text/plain
     response.headers["Content-Type"] = "application/json"
     return response
 
