@@ -19,6 +19,8 @@ FORBIDDEN = [
     "trio",
     "wsproto",
     "httpx",
+    "prometheus_client",
+    "opentelemetry",
 ]
 
 
@@ -32,6 +34,8 @@ FORBIDDEN = [
             "wsregistry.contracts",
             "wsregistry.backends",
             "wsregistry.adapters",
+            "wsregistry.health",
+            "wsregistry.observer",
         ],
     ],
 )
@@ -57,6 +61,27 @@ def test_a_missing_backend_extra_names_the_pip_install(
         f"sys.modules[{blocked!r}] = None  # as if the extra were not installed\n"
         "try:\n"
         f"    import wsregistry.backends.{module}\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert f"pip install 'wsregistry[{extra}]'" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "blocked", "extra"),
+    [("prometheus", "prometheus_client", "prometheus"), ("tracing", "opentelemetry", "otel")],
+)
+def test_a_missing_operations_extra_names_the_pip_install(
+    module: str, blocked: str, extra: str
+) -> None:
+    code = (
+        "import sys\n"
+        f"sys.modules[{blocked!r}] = None  # as if the extra were not installed\n"
+        "try:\n"
+        f"    import wsregistry.{module}\n"
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
