@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from benchmarks.servers.base import Options
@@ -11,15 +12,25 @@ from wsregistry import Registry
 __all__ = ["RegistryApp", "make_registry"]
 
 
+METRICS_ENV = "WSREGISTRY_BENCH_METRICS"
+"""Set to ``1`` to attach a Prometheus collector (``benchmarks.metrics_overhead``)."""
+
+
 def make_registry(options: Options) -> Registry:
     """A registry with default limits, on the backend ``options`` asks for."""
     if options.backend == "memory":
-        return Registry()
-    if options.backend == "redis":
+        registry = Registry()
+    elif options.backend == "redis":
         from wsregistry.backends.redis import RedisBackend
 
-        return Registry(backend=RedisBackend(options.redis_url, namespace=options.channel))
-    raise ValueError(f"unknown backend {options.backend!r}")
+        registry = Registry(backend=RedisBackend(options.redis_url, namespace=options.channel))
+    else:
+        raise ValueError(f"unknown backend {options.backend!r}")
+    if os.environ.get(METRICS_ENV) == "1":
+        from wsregistry.prometheus import RegistryCollector
+
+        RegistryCollector(registry, prometheus_registry=None)
+    return registry
 
 
 class RegistryApp:

@@ -36,7 +36,7 @@ class Timing:
         self.observer = observer
         self.counters = counters
         self.stamp = perf_counter()
-        self.stamps: dict[Outbox, deque[float]] = {}
+        self.stamps: dict[Outbox, float | deque[float]] = {}
 
     def fan_out(self, deliver: Callable[..., int], *args: Any) -> int:
         """Run a synchronous fan-out, stamping what it queues; report it."""
@@ -54,30 +54,39 @@ class Timing:
 
     def queued(self, outbox: Outbox) -> None:
         """``outbox`` queued a frame at the back of its queue."""
-        stamps = self.stamps.get(outbox)
-        if stamps is None:
-            stamps = self.stamps[outbox] = deque()
-        stamps.append(self.stamp)
+        stamps = self.stamps
+        held = stamps.get(outbox)
+        if held is None:  # the common case: one frame waits; no deque for it
+            stamps[outbox] = self.stamp
+        elif type(held) is float:
+            stamps[outbox] = deque((held, self.stamp))
+        else:
+            held.append(self.stamp)  # type: ignore[union-attr]
 
     def taken(self, outbox: Outbox) -> float | None:
         """The stamp of the frame a writer just took from ``outbox`` (``None``: unknown)."""
-        stamps = self.stamps.get(outbox)
-        if not stamps:
+        stamps = self.stamps
+        held = stamps.get(outbox)
+        if held is None:
             return None
         queue = outbox.queue
-        keep = (len(queue) if queue else 0) + 1
-        while len(stamps) > keep:
-            stamps.popleft()
-        if len(stamps) < keep:
+        keep = (len(queue) if queue else 0) + 1  # the taken frame and those still queued
+        if type(held) is float:
+            if keep > 1:  # the stamp is a later frame's; the taken one had none
+                return None
+            del stamps[outbox]
+            return held
+        while len(held) > keep:  # type: ignore[arg-type]
+            held.popleft()  # type: ignore[union-attr]
+        if len(held) < keep:  # type: ignore[arg-type]
             return None
-        return stamps.popleft()
-
-    def written(self, stamp: float | None) -> None:
-        """A frame taken with ``stamp`` reached its transport."""
-        if stamp is not None:
-            self.observer.written(perf_counter() - stamp, 1)
+        stamp: float = held.popleft()  # type: ignore[union-attr]
+        if not held:
+            del stamps[outbox]
+        return stamp
 
     def forget(self, outbox: Outbox) -> None:
         """``outbox`` has nothing queued any more."""
-        if not outbox.queue:
-            self.stamps.pop(outbox, None)
+        stamps = self.stamps
+        if stamps and not outbox.queue:
+            stamps.pop(outbox, None)

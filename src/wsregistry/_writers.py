@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -172,8 +173,8 @@ class WriterPool:
                 outbox = None
             else:
                 counters.sent += 1
-                if timing is not None:
-                    timing.written(stamp)
+                if stamp is not None:
+                    timing.observer.written(perf_counter() - stamp, 1)  # type: ignore[union-attr]
                 if not outbox.queue or outbox.state is ConnectionState.CLOSED:
                     self._release(outbox)
                     outbox = None
