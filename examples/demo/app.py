@@ -18,6 +18,9 @@ Settings (environment variables):
   the same one; the default is for local use only).
 * ``WSREGISTRY_DEMO_ORIGINS``: comma-separated origins allowed to open the
   WebSocket (default: ``http://127.0.0.1:8000,http://localhost:8000``).
+
+Operations: ``/metrics`` (Prometheus, this worker's registry), ``/readyz``
+(503 while the registry is stopped or its broker is unreachable), ``/livez``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Cookie, FastAPI, HTTPException, Response, WebSocket
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
+from starlette.routing import Route
 
 from wsregistry import Registry
 from wsregistry.adapters.fastapi import (
@@ -39,6 +44,8 @@ from wsregistry.adapters.fastapi import (
     RegistryEndpoint,
     registry_lifespan,
 )
+from wsregistry.health import LivenessEndpoint, ReadinessEndpoint
+from wsregistry.prometheus import MetricsEndpoint, RegistryCollector
 
 from .auth import COOKIE_NAME, MAX_AGE_SECONDS, Signer
 from .chat import Chat
@@ -152,6 +159,14 @@ def create_app(
 
     app = FastAPI(title="wsregistry demo", lifespan=registry_lifespan(registry))
     app.include_router(router)
+    # Operations: Prometheus metrics of this worker, readiness and liveness probes.
+    metrics = CollectorRegistry()  # per app: tests build several apps in one process
+    RegistryCollector(registry, prometheus_registry=metrics)
+    app.router.routes += [
+        Route("/metrics", MetricsEndpoint(metrics)),
+        Route("/readyz", ReadinessEndpoint(registry)),
+        Route("/livez", LivenessEndpoint()),
+    ]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

@@ -166,3 +166,17 @@ async def test_index_and_static_files_are_served(running_demo: Any) -> None:
             assert (await http.get(path)).status_code == 200
         health = (await http.get("/api/health")).json()
         assert health["backend"] == "MemoryBackend"
+
+
+async def test_demo_exposes_metrics_and_readiness(running_demo: Any) -> None:
+    async with running_demo() as (host, http):
+        alice = await login(http, "alice")
+        async with tab(host, alice):  # returns once the server registered it
+            metrics = await http.get("/metrics")
+            assert metrics.status_code == 200
+            assert 'wsregistry_connections{registry="default"} 1.0' in metrics.text
+            assert 'wsregistry_connects_total{registry="default"} 1.0' in metrics.text
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["ready"] is True
+        assert (await http.get("/livez")).json() == {"alive": True}
