@@ -44,6 +44,7 @@ __all__ = [
     "FANOUT_BUCKETS",
     "WRITE_DELAY_BUCKETS",
     "MetricsEndpoint",
+    "MetricsServer",
     "RegistryCollector",
     "start_metrics_server",
 ]
@@ -357,18 +358,39 @@ async def _respond(
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
+class MetricsServer:
+    """A ``/metrics`` HTTP server on its own port (see :func:`start_metrics_server`).
+
+    Attributes:
+        port: the port it listens on.
+    """
+
+    def __init__(self, port: int, server: Any, thread: Any) -> None:
+        self.port = port
+        self._server = server
+        self._thread = thread
+
+    def close(self) -> None:
+        """Stop serving and release the port. Blocks until its thread ends. Idempotent."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join()
+            self._server = None
+
+
 def start_metrics_server(
     ports: int | Iterable[int],
     *,
     addr: str = "0.0.0.0",  # noqa: S104 - a metrics port is meant to be scraped
     prometheus_registry: CollectorRegistry = REGISTRY,
-) -> int:
-    """Serve ``/metrics`` on its own port, from a daemon thread; one port per worker.
+) -> MetricsServer:
+    """Serve the metrics on their own port, from a daemon thread; one port per worker.
 
     With several uvicorn workers each process has its own registries, so each
     must be scraped on its own: give every worker the same range of ports and
     each takes the first free one (list the whole range in the scrape config).
-    Blocks only while binding.
+    Blocks only while binding. Every path answers with the metrics.
 
     Args:
         ports: a port, or the ports to try in order.
@@ -376,7 +398,7 @@ def start_metrics_server(
         prometheus_registry: what to expose (default: ``prometheus_client.REGISTRY``).
 
     Returns:
-        The port bound.
+        The running :class:`MetricsServer` (its ``port`` is the one bound).
 
     Raises:
         OSError: none of ``ports`` was free.
@@ -385,11 +407,11 @@ def start_metrics_server(
     last: OSError | None = None
     for port in candidates:
         try:
-            start_http_server(port, addr=addr, registry=prometheus_registry)
+            server, thread = start_http_server(port, addr=addr, registry=prometheus_registry)
         except OSError as exc:
             last = exc
             continue
-        return port
+        return MetricsServer(port, server, thread)
     raise OSError(f"no free port for metrics among {candidates}: {last}")
 
 

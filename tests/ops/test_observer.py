@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 import wsregistry._timing
+import wsregistry._writers
 from wsregistry import Registry
 from wsregistry.testing import RecordingTransport, StallingTransport
 
@@ -51,6 +52,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(wsregistry._timing, "perf_counter", fake)
+    monkeypatch.setattr(wsregistry._writers, "perf_counter", fake)
     return fake
 
 
