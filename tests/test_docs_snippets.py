@@ -27,6 +27,7 @@ from docs_src import (
     migration_before,
     nats_cluster,
     operations,
+    operations_metrics,
     overflow,
     presence,
     quickstart_core,
@@ -410,6 +411,7 @@ def test_every_snippet_file_is_tested() -> None:
             migration_before,
             nats_cluster,
             operations,
+            operations_metrics,  # tested in tests/ops/test_docs_operations.py
             overflow,
             presence,
             quickstart_core,
