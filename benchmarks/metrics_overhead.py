@@ -7,7 +7,8 @@ observer attached (metrics on), so both see the same connections, heap and
 machine load. A round is B broadcasts to everyone, timed until every transport
 got every frame. Two transports: one with the ``send_nowait`` fast path (real
 adapters offer it; frames are written inside the call) and one without (every
-frame goes through a writer task, the path with a per-frame timing).
+frame goes through a writer task, the path with a per-frame timing), and the
+latter again with ``time_queued_frames=False`` (queued frames not timed).
 
 A second table does the same through real servers (``--servers``): the
 benchmark suite's uvicorn/Starlette server (``wsr-starlette``) and its load
@@ -85,10 +86,17 @@ async def _round(registry: Registry, broadcasts: int, n: int) -> float:
 
 
 async def measure(
-    transport: type[WriterTransport], *, n: int, rounds: int, broadcasts: int
+    transport: type[WriterTransport],
+    *,
+    n: int,
+    rounds: int,
+    broadcasts: int,
+    time_queued_frames: bool = True,
 ) -> dict[str, Any]:
     registry = Registry()
-    collector = RegistryCollector(registry, prometheus_registry=None)
+    collector = RegistryCollector(
+        registry, prometheus_registry=None, time_queued_frames=time_queued_frames
+    )
     observer = registry.observer
     registry.observer = None
     off: list[float] = []
@@ -140,8 +148,19 @@ def main() -> None:
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     worst = 1.0
-    for label, transport in (("send_nowait", NowaitTransport), ("writer task", WriterTransport)):
-        run = partial(measure, transport, n=args.n, rounds=args.rounds, broadcasts=args.broadcasts)
+    for label, transport, per_frame in (
+        ("send_nowait", NowaitTransport, True),
+        ("writer task", WriterTransport, True),
+        ("writer task, time_queued_frames=False", WriterTransport, False),
+    ):
+        run = partial(
+            measure,
+            transport,
+            n=args.n,
+            rounds=args.rounds,
+            broadcasts=args.broadcasts,
+            time_queued_frames=per_frame,
+        )
         result = anyio.run(run)
         off, on, ratios = result["off"], result["on"], result["ratios"]
         ratio = statistics.median(on) / statistics.median(off)

@@ -114,12 +114,14 @@ class Run:
         self._closed_waiters: dict[Outbox, anyio.Event] = {}
         self._publish_failing = False  # log an outage once, not once per call
         self.timing: Timing | None = None  # only while an observer is attached
+        self.frame_timing: Timing | None = None  # the same, if it times queued frames
 
     def observe(self, observer: Observer | None) -> None:
         """Attach ``observer`` (or detach with ``None``); call it on the run's loop."""
-        self.timing = self.writers.timing = (
-            Timing(observer, self.counters) if observer is not None else None
-        )
+        timing = Timing(observer, self.counters) if observer is not None else None
+        self.timing = timing
+        per_frame = timing is not None and getattr(observer, "times_queued_frames", True)
+        self.frame_timing = self.writers.timing = timing if per_frame else None
 
     @property
     def here(self) -> bool:
@@ -300,7 +302,7 @@ class Run:
                 self.counters.sent += 1
                 return True
         offer = outbox.offer(payload)
-        timing = self.timing
+        timing = self.frame_timing
         if timing is not None and (offer is Offer.SCHEDULE or offer is Offer.QUEUED):
             timing.queued(outbox)
         if offer is Offer.SCHEDULE:
@@ -519,7 +521,7 @@ class Run:
                 event.set()
 
     def _idle(self, outbox: Outbox) -> None:
-        timing = self.timing
+        timing = self.frame_timing
         if timing is not None:
             timing.forget(outbox)
         event = self._idle_waiters.pop(outbox, None)

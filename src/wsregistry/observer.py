@@ -18,7 +18,12 @@ REFUSAL_REASONS = ("auth", "origin", "limit", "size", "unavailable")
 
 
 class Observer(Protocol):
-    """Receives timings and refusals from a registry and its adapters."""
+    """Receives timings and refusals from a registry and its adapters.
+
+    An observer may also have a ``times_queued_frames`` attribute: ``False``
+    reports only frames written directly inside a call, and saves the
+    bookkeeping (under a microsecond) each frame that waits in a queue costs.
+    """
 
     def fanned_out(self, seconds: float, targets: int) -> None:
         """A send or broadcast was handed to its local targets.

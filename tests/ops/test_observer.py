@@ -152,3 +152,22 @@ async def test_a_frame_queued_before_the_observer_came_is_not_misattributed(
             await peer.wait_for(3)
         await wait_until(lambda: registry.stats().sent == 3)
         assert recorder.writes == [(4.0, 1)]  # only frame 3 had a stamp
+
+
+class FanOutOnly(Recorder):
+    times_queued_frames = False
+
+
+async def test_an_observer_may_skip_queued_frames_and_keep_direct_ones() -> None:
+    recorder = FanOutOnly()
+    async with Registry() as registry:
+        registry.observer = recorder
+        await registry.connect(RecordingTransport(nowait=True), key="a")
+        queued = RecordingTransport()  # no fast path: its frames go through a writer
+        await registry.connect(queued, key="b")
+        assert await registry.broadcast("x") == 2
+        with anyio.fail_after(TIMEOUT):
+            await queued.wait_for(1)
+        await wait_until(lambda: registry.stats().sent == 2)
+        assert len(recorder.fanouts) == 1
+        assert [frames for _, frames in recorder.writes] == [1]  # the direct one only
