@@ -22,7 +22,7 @@ class Observer(Protocol):
 
     An observer may also have a ``times_queued_frames`` attribute: ``False``
     reports only frames written directly inside a call, and saves the
-    bookkeeping (under a microsecond) each frame that waits in a queue costs.
+    bookkeeping (about a microsecond) each frame that waits in a queue costs.
     """
 
     def fanned_out(self, seconds: float, targets: int) -> None:

@@ -128,7 +128,7 @@ class RegistryCollector(Collector):
         fanout_buckets: bucket bounds of the fan-out duration histogram, seconds.
         write_buckets: bucket bounds of the send-to-write delay histogram, seconds.
         time_queued_frames: record the delay of every frame that waits in a
-            queue (exact; under a microsecond of CPU per such frame). ``False``
+            queue (exact; about a microsecond of CPU per such frame). ``False``
             records only frames written directly inside the call (the fast path
             real adapters take while the socket has room).
 
