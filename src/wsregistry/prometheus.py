@@ -305,7 +305,7 @@ def _fill(families: list[Metric], name: str, registry: Registry, observer: _Obse
     add("wsregistry_send_errors", stats.send_errors)
     add("wsregistry_connects", stats.connects)
     add("wsregistry_disconnects", stats.disconnects)
-    for reason, count in observer.refusals.items():
+    for reason, count in tuple(observer.refusals.items()):  # a scrape may run in a thread
         add("wsregistry_refusals", count, reason)
     add("wsregistry_backend_up", 1 if backend.connected else 0, backend.name)
     add("wsregistry_backend_errors", stats.backend_errors)
