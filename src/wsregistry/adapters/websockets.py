@@ -57,6 +57,7 @@ queues and awaits ``send``, so per-connection order holds either way.
 
 from __future__ import annotations
 
+import struct
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -68,7 +69,7 @@ try:
     from websockets.asyncio.server import ServerConnection
     from websockets.asyncio.server import serve as _ws_serve
     from websockets.exceptions import ConnectionClosed
-    from websockets.frames import Frame, Opcode
+    from websockets.frames import Opcode
     from websockets.protocol import Side, State
 except ImportError as exc:  # pragma: no cover - exercised by the import-isolation test
     raise ImportError(
@@ -194,12 +195,31 @@ def _shared_frame(data: str | bytes) -> bytes:
     last = _last_frame
     if last is not None and last[0] is data:
         return last[1]
-    if isinstance(data, str):
-        frame = Frame(Opcode.TEXT, data.encode()).serialize(mask=False)
-    else:
-        frame = Frame(Opcode.BINARY, data).serialize(mask=False)
+    frame = _frame(data)
     _last_frame = (data, frame)
     return frame
+
+
+_HEADER_16 = struct.Struct("!BBH").pack
+_HEADER_64 = struct.Struct("!BBQ").pack
+
+
+def _frame(data: str | bytes) -> bytes:
+    """One final, unmasked, uncompressed frame (RFC 6455 section 5.2), as a server sends it.
+
+    What ``Frame(opcode, payload).serialize(mask=False)`` builds, for a third of
+    its cost: that is the whole framing cost of a targeted send.
+    """
+    if isinstance(data, str):
+        payload, first = data.encode(), 0x80 | Opcode.TEXT.value
+    else:
+        payload, first = data, 0x80 | Opcode.BINARY.value
+    length = len(payload)
+    if length < 126:
+        return bytes((first, length)) + payload
+    if length < 65536:
+        return _HEADER_16(first, 126, length) + payload
+    return _HEADER_64(first, 127, length) + payload
 
 
 class RegistryHandler(Endpoint[ServerConnection]):
