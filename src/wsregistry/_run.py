@@ -279,7 +279,8 @@ class Run:
 
     def push(self, outbox: Outbox, payload: Payload) -> bool:
         """Write ``payload`` at once if nothing waits, else queue it. Never blocks."""
-        if outbox.writable_now:
+        # Outbox.writable_now, inlined: this runs once per target of every call
+        if outbox.direct and not outbox.scheduled and outbox.state is _OPEN:
             try:
                 written = outbox.transport.send_nowait(payload)  # type: ignore[attr-defined]
             except Exception as exc:
