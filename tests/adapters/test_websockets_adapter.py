@@ -146,17 +146,3 @@ async def test_a_broadcast_shares_one_frame_and_compressed_peers_get_their_own()
             assert await plain[1].recv() == "only p1"
         for peer in peers:
             await peer.close()
-
-
-@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70_000])
-@pytest.mark.parametrize("text", [True, False])
-def test_the_shared_frame_is_what_websockets_would_build(size: int, text: bool) -> None:
-    from websockets.frames import Frame, Opcode
-
-    from wsregistry.adapters.websockets import _frame
-
-    data: str | bytes = "é" * size if text else bytes(range(256)) * (size // 256 + 1)
-    data = data[:size]
-    opcode = Opcode.TEXT if text else Opcode.BINARY
-    payload = data.encode() if isinstance(data, str) else data
-    assert _frame(data) == Frame(opcode, payload).serialize(mask=False)

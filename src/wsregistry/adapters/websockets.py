@@ -57,7 +57,6 @@ queues and awaits ``send``, so per-connection order holds either way.
 
 from __future__ import annotations
 
-import struct
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -69,7 +68,6 @@ try:
     from websockets.asyncio.server import ServerConnection
     from websockets.asyncio.server import serve as _ws_serve
     from websockets.exceptions import ConnectionClosed
-    from websockets.frames import Opcode
     from websockets.protocol import Side, State
 except ImportError as exc:  # pragma: no cover - exercised by the import-isolation test
     raise ImportError(
@@ -77,6 +75,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-isolati
     ) from exc
 
 from ..codes import CloseCode
+from ._frames import shared_frame
 from ._handshake import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Identity,
@@ -162,7 +161,7 @@ class WebsocketsTransport:
             and not protocol.writes
             and not protocol.expect_continuation_frame
         ):
-            connection.transport.write(_shared_frame(data))
+            connection.transport.write(shared_frame(data))
             return True
         if isinstance(data, str):
             protocol.send_text(data.encode())
@@ -178,48 +177,6 @@ class WebsocketsTransport:
     def abort(self) -> None:
         """Drop the TCP connection at once, without a closing handshake."""
         self.connection.transport.abort()
-
-
-_last_frame: tuple[str | bytes, bytes] | None = None
-
-
-def _shared_frame(data: str | bytes) -> bytes:
-    """The unmasked, uncompressed frame of ``data``; built once per payload object.
-
-    A broadcast hands the same payload object to every connection, so all but
-    the first reuse the frame. The (payload, frame) pair is swapped as a whole,
-    so a registry in another thread can only miss the cache, never read a
-    frame of another payload.
-    """
-    global _last_frame
-    last = _last_frame
-    if last is not None and last[0] is data:
-        return last[1]
-    frame = _frame(data)
-    _last_frame = (data, frame)
-    return frame
-
-
-_HEADER_16 = struct.Struct("!BBH").pack
-_HEADER_64 = struct.Struct("!BBQ").pack
-
-
-def _frame(data: str | bytes) -> bytes:
-    """One final, unmasked, uncompressed frame (RFC 6455 section 5.2), as a server sends it.
-
-    What ``Frame(opcode, payload).serialize(mask=False)`` builds, for a third of
-    its cost: that is the whole framing cost of a targeted send.
-    """
-    if isinstance(data, str):
-        payload, first = data.encode(), 0x80 | Opcode.TEXT.value
-    else:
-        payload, first = data, 0x80 | Opcode.BINARY.value
-    length = len(payload)
-    if length < 126:
-        return bytes((first, length)) + payload
-    if length < 65536:
-        return _HEADER_16(first, 126, length) + payload
-    return _HEADER_64(first, 127, length) + payload
 
 
 class RegistryHandler(Endpoint[ServerConnection]):
