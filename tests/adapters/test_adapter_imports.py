@@ -94,6 +94,7 @@ EXPORTS = {
         "RefusalMode",
         "Refuse",
         "RegistryHandler",
+        "RegistryServerConnection",
         "WebsocketsTransport",
         "serve",
     },

@@ -135,6 +135,7 @@ class Endpoint(Generic[SocketT]):
         *,
         accept: Callable[[], Awaitable[None]] | None = None,
         abort_scope: Callable[[anyio.CancelScope], None] | None = None,
+        watch: Callable[[Serving], None] | None = None,
     ) -> None:
         """Register, serve and always unregister one socket.
 
@@ -146,6 +147,10 @@ class Endpoint(Generic[SocketT]):
                 connection counts against the key's limit.
             abort_scope: given the cancel scope of the receive loop, so that the
                 transport's ``abort`` can end it.
+            watch: given the :class:`Serving` handle once the socket is
+                registered, so that the adapter can report at once that the
+                server decided to close it or the peer is gone
+                (:meth:`Serving.peer_gone`), even while a hook runs.
         """
         registry = self.registry
         policy = self._policy
@@ -170,8 +175,11 @@ class Endpoint(Generic[SocketT]):
                 except RegistryClosed:
                     await transport.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
                     return
+            serving = Serving(registry, conn)
+            if watch is not None:
+                watch(serving)
             try:
-                await self._serve(conn, receive, abort_scope)
+                await self._serve(serving, receive, abort_scope)
             except Exception as exc:
                 if isinstance(exc, ConnectionClosed) and conn.closed:
                     # a hook sent on its connection while it was being closed
@@ -191,38 +199,53 @@ class Endpoint(Generic[SocketT]):
 
     async def _serve(
         self,
-        conn: Connection,
+        serving: Serving,
         receive: Callable[[], Awaitable[str | bytes | None]],
         abort_scope: Callable[[anyio.CancelScope], None] | None,
     ) -> None:
+        conn = serving.conn
         for old in self._policy.to_evict(self.registry, conn):
             logger.info("evicting %r: %s", old, EVICTED_REASON)
             await old.close(CloseCode.TOO_MANY_CONNECTIONS, EVICTED_REASON)
         if self._on_connect is not None:
             await self._on_connect(conn)
         with anyio.CancelScope() as scope:
+            serving.scope = scope
             if abort_scope is not None:
                 abort_scope(scope)
             if self._heartbeat_interval is None:
-                await self._receive_loop(conn, receive, None)
+                await self._receive_loop(serving, receive, None)
                 return
             alive = _Alive()
+            error: Exception | None = None
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._heartbeat, conn, alive)
-                await self._receive_loop(conn, receive, alive)
+                try:
+                    await self._receive_loop(serving, receive, alive)
+                except Exception as exc:
+                    # Raised as itself, not wrapped in an ExceptionGroup by the task
+                    # group: the caller classifies it the same with or without heartbeat.
+                    error = exc
                 tasks.cancel_scope.cancel()
+            if error is not None:
+                raise error
 
     async def _receive_loop(
         self,
-        conn: Connection,
+        serving: Serving,
         receive: Callable[[], Awaitable[str | bytes | None]],
         alive: _Alive | None,
     ) -> None:
+        conn = serving.conn
         policy = self._policy
         on_message = self._on_message
-        while True:
-            data = await receive()
-            if data is None:
+        while not serving.gone:
+            serving.receiving = True
+            try:
+                data = await receive()
+            finally:
+                serving.receiving = False
+            if data is None or serving.gone:
                 return
             if conn.close_code is not None:
                 continue  # the registry closed it: wait for the socket, drop the rest
@@ -255,6 +278,33 @@ class Endpoint(Generic[SocketT]):
                 logger.info("closing %r: no message within %ss of a heartbeat", conn, timeout)
                 await conn.close(CloseCode.INTERNAL_ERROR, "heartbeat timeout")
                 return
+
+
+class Serving:
+    """An adapter's handle on a connection it serves (one per registered socket)."""
+
+    __slots__ = ("conn", "gone", "receiving", "registry", "scope")
+
+    def __init__(self, registry: Registry, conn: Connection) -> None:
+        self.registry = registry
+        self.conn = conn
+        self.scope: anyio.CancelScope | None = None
+        self.receiving = False
+        self.gone = False
+
+    def peer_gone(self) -> None:
+        """The server closed the socket or lost the peer: unregister now. Idempotent.
+
+        Synchronous, callable from the server's protocol callbacks (same event
+        loop). The receive loop ends at once if it waits for a message; a hook
+        that is running is not interrupted, and the loop ends when it returns.
+        """
+        if self.gone:
+            return
+        self.gone = True
+        self.registry.disconnect_nowait(self.conn)
+        if self.receiving and self.scope is not None:
+            self.scope.cancel()
 
 
 class _Alive:

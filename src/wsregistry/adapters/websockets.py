@@ -57,6 +57,7 @@ queues and awaits ``send``, so per-connection order holds either way.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -84,7 +85,7 @@ from ._handshake import (
     RefusalMode,
     Refuse,
 )
-from ._session import Endpoint, OnConnection, OnMessage
+from ._session import Endpoint, OnConnection, OnMessage, Serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -100,9 +101,12 @@ __all__ = [
     "RefusalMode",
     "Refuse",
     "RegistryHandler",
+    "RegistryServerConnection",
     "WebsocketsTransport",
     "serve",
 ]
+
+logger = logging.getLogger("wsregistry")
 
 
 class WebsocketsTransport:
@@ -200,6 +204,44 @@ def _shared_frame(data: str | bytes) -> bytes:
         frame = Frame(Opcode.BINARY, data).serialize(mask=False)
     _last_frame = (data, frame)
     return frame
+
+
+class RegistryServerConnection(ServerConnection):
+    """A ``ServerConnection`` that reports at once when it stops being open.
+
+    ``websockets`` decides to close a connection inside its protocol callbacks
+    (an inbound message over ``max_size`` closes with 1009, a protocol error
+    with 1002) but wakes ``recv()`` only once the TCP connection is gone, which
+    a peer that ignores the close frame can delay until the next ping times out
+    (forever with pings off). :func:`serve` uses this class
+    (``create_connection``) so that :class:`RegistryHandler` unregisters the
+    connection as soon as the server decides to close it. Pass
+    ``create_connection=RegistryServerConnection`` to your own
+    ``websockets.asyncio.server.serve`` call for the same behaviour.
+    """
+
+    _on_closing: Callable[[], None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the protocol; report a closing connection to the handler."""
+        super().data_received(data)
+        self._check_open()
+
+    def eof_received(self) -> None:
+        """The peer half-closed the TCP connection; report it to the handler."""
+        super().eof_received()
+        self._check_open()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The TCP connection is gone; report it to the handler."""
+        super().connection_lost(exc)
+        self._check_open()
+
+    def _check_open(self) -> None:
+        callback = self._on_closing
+        if callback is not None and self.protocol.state is not State.OPEN:
+            self._on_closing = None
+            callback()
 
 
 class RegistryHandler(Endpoint[ServerConnection]):
@@ -303,7 +345,34 @@ class RegistryHandler(Endpoint[ServerConnection]):
             except ConnectionClosed:
                 return None
 
-        await self._run(WebsocketsTransport(connection), identity, receive)
+        def watch(serving: Serving) -> None:
+            def closing() -> None:
+                _log_server_close(connection, serving)
+                serving.peer_gone()
+
+            if isinstance(connection, RegistryServerConnection):
+                connection._on_closing = closing
+                connection._check_open()  # it may have changed since the handshake
+            else:  # any ServerConnection: learn of the TCP connection's end at once
+                connection.connection_lost_waiter.add_done_callback(lambda _: closing())
+
+        await self._run(WebsocketsTransport(connection), identity, receive, watch=watch)
+
+
+def _log_server_close(connection: ServerConnection, serving: Serving) -> None:
+    """Log a close the server decided (oversize, protocol error), at INFO like the others."""
+    protocol = connection.protocol
+    sent, received = protocol.close_sent, protocol.close_rcvd
+    if sent is None or received is not None or serving.conn.close_code is not None:
+        return  # the peer closed first, the registry closed it, or the TCP connection dropped
+    if sent.code == CloseCode.MESSAGE_TOO_BIG:
+        logger.info(
+            "closing %r: inbound message of over %s bytes",
+            serving.conn,
+            protocol.max_message_size,
+        )
+    else:
+        logger.info("closing %r: %s (%s)", serving.conn, sent.reason or "protocol error", sent.code)
 
 
 @asynccontextmanager
@@ -376,6 +445,7 @@ async def serve(
         max_message_size=max_message_size,
     )
     kwargs.setdefault("close_timeout", registry.close_timeout)
+    kwargs.setdefault("create_connection", RegistryServerConnection)
     async with _ws_serve(
         handler,
         host,

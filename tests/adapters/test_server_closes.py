@@ -1,0 +1,107 @@
+"""The websockets adapter unregisters as soon as the server decides to close or loses the peer.
+
+Real ``websockets`` server (:func:`wsregistry.adapters.websockets.serve`) and
+real clients that misbehave on purpose: they ignore the server's close frame
+(they stop reading), or reset the TCP connection while ``on_message`` runs.
+Pings are off, so nothing but the adapter itself can notice.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+
+import anyio
+import pytest
+
+from wsregistry import Connection
+
+from ..helpers import TIMEOUT, wait_until
+from ._harness import Harness
+
+pytestmark = pytest.mark.anyio
+
+NO_PINGS = (None, None)
+
+
+def reset(client: object) -> None:
+    """Drop the client's TCP connection with an RST (SO_LINGER 0), no close frame."""
+    transport = client.transport  # type: ignore[attr-defined]
+    sock = transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+async def test_an_oversized_message_unregisters_a_peer_that_ignores_the_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="wsregistry")
+    async with Harness("websockets", ping=NO_PINGS, max_message_size=1024) as h:
+        client = await h.connect("big", ping_interval=None)
+        await client.send("x" * 4096)  # over max_size: the server closes with 1009
+        client.transport.pause_reading()  # and the peer never reads the close frame
+        await wait_until(lambda: not h.registry.lookup("big"))
+        assert not await h.registry.is_online("big")
+        await h.wait_disconnected(1)
+        assert any(
+            r.levelno == logging.INFO and "inbound message of over 1024 bytes" in r.getMessage()
+            for r in caplog.records
+        ), [r.getMessage() for r in caplog.records]
+        client.transport.abort()
+
+
+async def test_a_protocol_error_unregisters_a_peer_that_ignores_the_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="wsregistry")
+    async with Harness("websockets", ping=NO_PINGS) as h:
+        client = await h.connect("rude", ping_interval=None)
+        client.transport.pause_reading()
+        client.transport.write(b"\x81\x05hello")  # unmasked client frame: protocol error 1002
+        await wait_until(lambda: not h.registry.lookup("rude"))
+        assert not await h.registry.is_online("rude")
+        assert any(
+            r.levelno == logging.INFO and "(1002)" in r.getMessage() for r in caplog.records
+        ), [r.getMessage() for r in caplog.records]
+        client.transport.abort()
+
+
+async def test_a_reset_during_on_message_unregisters_before_the_hook_returns() -> None:
+    entered, release = anyio.Event(), anyio.Event()
+
+    async def on_message(conn: Connection, data: str | bytes) -> None:
+        entered.set()
+        await release.wait()  # a slow (or hung) hook
+
+    async with Harness("websockets", ping=NO_PINGS, on_message=on_message) as h:
+        client = await h.connect("gone", ping_interval=None)
+        await client.send("work")
+        with anyio.fail_after(TIMEOUT):
+            await entered.wait()
+        reset(client)
+        await wait_until(lambda: not h.registry.lookup("gone"))
+        assert not await h.registry.is_online("gone")
+        assert not release.is_set()  # the hook is still running, not cancelled
+        release.set()
+        await h.wait_disconnected(1)  # on_disconnect once the hook returned
+        assert h.registry.stats().connections == 0
+
+
+async def test_on_asgi_a_reset_during_on_message_unregisters_when_the_hook_returns() -> None:
+    """ASGI reports a disconnect only through ``receive()``: documented narrower bound."""
+    entered, release = anyio.Event(), anyio.Event()
+
+    async def on_message(conn: Connection, data: str | bytes) -> None:
+        entered.set()
+        await release.wait()
+
+    async with Harness("starlette-websockets-sansio", ping=NO_PINGS, on_message=on_message) as h:
+        client = await h.connect("asgi", ping_interval=None)
+        await client.send("work")
+        with anyio.fail_after(TIMEOUT):
+            await entered.wait()
+        reset(client)
+        release.set()
+        await h.wait_disconnected(1)
+        assert not h.registry.lookup("asgi")
