@@ -14,8 +14,11 @@ import struct
 
 import anyio
 import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from wsregistry import Connection
+from wsregistry import CloseCode, Connection, Key, Registry
+from wsregistry.backends.memory import MemoryBackend
 
 from ..helpers import TIMEOUT, wait_until
 from ._harness import Harness
@@ -105,3 +108,60 @@ async def test_on_asgi_a_reset_during_on_message_unregisters_when_the_hook_retur
         release.set()
         await h.wait_disconnected(1)
         assert not h.registry.lookup("asgi")
+
+
+class _GatedBackend(MemoryBackend):
+    """Holds each registration until ``count`` of them are in flight: a race made on purpose."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+        self.arrived = 0
+        self.gate = anyio.Event()
+
+    async def connection_added(self, connection_id: str, key: Key, *, first_of_key: bool) -> None:
+        await super().connection_added(connection_id, key, first_of_key=first_of_key)
+        self.arrived += 1
+        if self.arrived >= self.count:
+            self.gate.set()
+        with anyio.fail_after(TIMEOUT):
+            await self.gate.wait()
+
+
+@pytest.mark.parametrize("kind", ["starlette-websockets-sansio", "fastapi-wsproto", "websockets"])
+async def test_evict_oldest_with_simultaneous_connections_keeps_the_newest(kind: str) -> None:
+    registry = Registry(backend=_GatedBackend(2))
+    async with Harness(
+        kind, registry=registry, max_connections_per_key=1, limit_policy="evict_oldest"
+    ) as h:
+        clients: list[ClientConnection] = []
+
+        async def open_tab() -> None:
+            clients.append(await h.connect("tabs", welcome=False))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(open_tab)
+            tg.start_soon(open_tab)
+        await h.registry.send("tabs", "kept")  # the gate is open: both registered by now
+        codes: list[int | None] = []
+        texts: list[str] = []
+
+        async def read(client: ClientConnection) -> None:
+            with anyio.fail_after(TIMEOUT):
+                try:
+                    while True:
+                        message = await client.recv()
+                        if message == "kept":
+                            texts.append("kept")
+                            return
+                except ConnectionClosed as exc:
+                    codes.append(exc.rcvd.code if exc.rcvd is not None else None)
+
+        async with anyio.create_task_group() as tg:
+            for client in clients:
+                tg.start_soon(read, client)
+        assert codes == [CloseCode.TOO_MANY_CONNECTIONS]  # exactly one evicted
+        assert texts == ["kept"]  # the other one stays and receives
+        assert len(h.registry.lookup("tabs")) == 1
+        for client in clients:
+            await client.close()

@@ -247,13 +247,24 @@ class Policy:
                 del pending[key]
 
     def to_evict(self, registry: Registry, newest: Connection) -> list[Connection]:
-        """The oldest connections of ``newest.key`` beyond the limit (evict-oldest policy)."""
+        """The oldest connections of ``newest.key`` beyond the limit (evict-oldest policy).
+
+        Only connections registered **before** ``newest`` count: when two
+        connections of a key register at nearly the same time, the older one
+        never evicts the newer one (which would close both).
+        """
         limit = self.max_connections_per_key
         if limit is None or self.limit_policy is not LimitPolicy.EVICT_OLDEST:
             return []
-        others = [conn for conn in registry.lookup(newest.key) if conn is not newest]
-        excess = len(others) + 1 - limit
-        return others[:excess] if excess > 0 else []
+        older: list[Connection] = []
+        for conn in registry.lookup(newest.key):  # oldest first
+            if conn is newest:
+                break
+            older.append(conn)
+        else:
+            return []  # newest is gone already: it evicts nobody
+        excess = len(older) + 1 - limit
+        return older[:excess] if excess > 0 else []
 
     def too_big(self, data: str | bytes) -> bool:
         """Whether an inbound message exceeds ``max_message_size`` (UTF-8 bytes for text)."""
