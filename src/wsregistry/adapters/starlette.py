@@ -95,7 +95,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-isolati
     ) from exc
 
 from ..codes import CloseCode
-from ._eager import EagerSender, running_asyncio
+from ._eager import EAGER_TASKS, EagerSender, running_asyncio
 from ._handshake import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Identity,
@@ -132,13 +132,15 @@ class StarletteTransport:
     and waits while the server applies back-pressure. ``close`` is idempotent
     and ignores sockets that are already closed.
 
-    On asyncio, ``send_nowait`` runs the ASGI send in the caller: servers such
-    as uvicorn finish it without waiting while the socket's buffer has room, so
-    a broadcast writes directly instead of starting a writer task per
-    connection. If the server does make it wait, the rest of that send finishes
-    in a task and ``send_nowait`` answers ``False`` until it is done (the
-    registry queues meanwhile), so frames keep their order. On trio it always
-    answers ``False`` and the registry queues every message.
+    On asyncio with Python 3.12 or later, ``send_nowait`` starts the ASGI send
+    as an eager task: servers such as uvicorn finish it without waiting while
+    the socket's buffer has room, so a broadcast writes directly instead of
+    going through the registry's writer tasks. The send starts and ends in that
+    one task (never in the caller's), so middleware that wraps ``send`` in a
+    cancel scope or a context variable works. If the send waits, it finishes in
+    its task and ``send_nowait`` answers ``False`` until it is done (the
+    registry queues meanwhile), so frames keep their order. On trio and before
+    Python 3.12 it always answers ``False`` and the registry's writers send.
 
     Args:
         websocket: an accepted ``starlette.websockets.WebSocket``.
@@ -152,7 +154,7 @@ class StarletteTransport:
         self.websocket = websocket
         self._scope: anyio.CancelScope | None = None
         self._aborted = False
-        self._eager = EagerSender() if running_asyncio() else None
+        self._eager = EagerSender() if EAGER_TASKS and running_asyncio() else None
 
     def __repr__(self) -> str:
         client = self.websocket.client
@@ -169,7 +171,7 @@ class StarletteTransport:
             await self.websocket.send_bytes(data)
 
     def send_nowait(self, data: str | bytes) -> bool:
-        """Write one frame now if the server takes it without waiting (asyncio only).
+        """Write one frame now if the server takes it without waiting (asyncio, 3.12+).
 
         Returns:
             ``True`` if the frame was handed to the server (a send the server
