@@ -165,3 +165,38 @@ async def test_evict_oldest_with_simultaneous_connections_keeps_the_newest(kind:
         assert len(h.registry.lookup("tabs")) == 1
         for client in clients:
             await client.close()
+
+
+@pytest.mark.parametrize("heartbeat", [None, 30.0], ids=["no-heartbeat", "heartbeat"])
+async def test_hook_errors_are_classified_the_same_with_or_without_heartbeat(
+    heartbeat: float | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="wsregistry")
+
+    async def on_message(conn: Connection, data: str | bytes) -> None:
+        if data == "close-then-send":
+            await conn.close(CloseCode.NORMAL, "bye")
+            await conn.send("too late")  # ConnectionClosed on a closed connection: expected
+        else:
+            raise ValueError("bug in the app")
+
+    async with Harness(
+        "starlette-websockets-sansio", on_message=on_message, heartbeat_interval=heartbeat
+    ) as h:
+        polite = await h.connect("polite")
+        await polite.send("close-then-send")
+        await h.wait_disconnected(1)
+        buggy = await h.connect("buggy")
+        await buggy.send("boom")
+        await h.wait_disconnected(2)
+    closed_records = [r for r in caplog.records if "closed while its handler ran" in r.getMessage()]
+    assert [r.levelno for r in closed_records] == [logging.DEBUG]
+    failed = [
+        r for r in caplog.records if "handler of" in r.getMessage() and "failed" in r.getMessage()
+    ]
+    assert [r.levelno for r in failed] == [logging.ERROR]
+    assert failed[0].exc_info is not None
+    assert type(failed[0].exc_info[1]) is ValueError  # the app's error, not an ExceptionGroup
+    assert not any(
+        r.levelno >= logging.ERROR and "polite" in r.getMessage() for r in caplog.records
+    )
