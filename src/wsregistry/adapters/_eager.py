@@ -14,8 +14,10 @@ So an ASGI send always starts and ends in one task: a middleware that wraps
 ``send`` in a cancel scope or sets a context variable (OpenTelemetry's ASGI
 middleware does) never sees its scope exited in another task, and its context
 variables never leak into the caller. Before Python 3.12 there are no eager
-tasks: :data:`EAGER_TASKS` is false and the transport has no fast path (the
-registry's writer tasks send every frame).
+tasks: :data:`EAGER_TASKS` is false and the Starlette transport has no fast
+path (the registry's writer tasks send every frame); there :meth:`EagerSender.start`
+creates a plain task, which starts at the next turn of the loop (the drop-in's
+sockets use that).
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ class EagerSender:
 
 
 def _eager_task(send: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """An eager task on Python 3.12+; before, a plain task (it starts at the next loop turn)."""
+    loop = asyncio.get_running_loop()
     if sys.version_info >= (3, 12):
-        return asyncio.Task(send, loop=asyncio.get_running_loop(), eager_start=True)
-    send.close()  # pragma: no cover - the transport does not use the fast path there
-    raise RuntimeError("eager sends need Python 3.12 or later")  # pragma: no cover
+        return asyncio.Task(send, loop=loop, eager_start=True)
+    return loop.create_task(send)
