@@ -61,9 +61,9 @@ async def test_lazy_start_on_connect_needs_asyncio(anyio_backend: str) -> None:
     socket = FakeSocket()
     if anyio_backend == "trio":
         with pytest.raises(RegistryNotStarted, match="connect"):
-            await manager.connect("alice", socket)
+            await manager.connect("alice", socket)  # type: ignore[arg-type]
         return
-    await manager.connect("alice", socket)
+    await manager.connect("alice", socket)  # type: ignore[arg-type]
     assert manager.registry.running
     await manager.aclose()
     assert not manager.registry.running
