@@ -10,8 +10,8 @@ hook exception, cancellation, registry shutdown).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 
 import anyio
 
@@ -34,7 +34,7 @@ from ._handshake import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from typing_extensions import Unpack
 
     from ..connection import Connection
     from ..transport import Transport
@@ -51,6 +51,59 @@ SHUTDOWN_REASON = "server shutdown"
 UNAVAILABLE_REFUSAL = Refusal(503, CloseCode.GOING_AWAY, "server unavailable")
 
 
+class EndpointOptions(TypedDict, total=False):
+    """The options of every adapter endpoint, given as keyword arguments.
+
+    :class:`~wsregistry.adapters.starlette.RegistryEndpoint`,
+    :class:`~wsregistry.adapters.fastapi.RegistryEndpoint`,
+    :class:`~wsregistry.adapters.websockets.RegistryHandler` and
+    :func:`~wsregistry.adapters.websockets.serve` all take these keywords, checked
+    by type checkers against this one definition. To share them between
+    endpoints, build them once::
+
+        options: EndpointOptions = {"allowed_origins": ["https://app.example.com"],
+                                    "max_connections_per_key": 5}
+        chat = RegistryEndpoint(registry, authenticate=authenticate, **options)
+
+    Every key is optional; an unknown key raises ``TypeError``.
+    """
+
+    on_message: OnMessage | None
+    """``async (conn, data)`` for every inbound message (``str`` for text frames,
+    ``bytes`` for binary), one at a time per connection. An exception closes that
+    connection with 1011 (logged at ERROR with its traceback)."""
+    on_connect: OnConnection | None
+    """``async (conn)`` once registered, before the first message."""
+    on_disconnect: OnConnection | None
+    """``async (conn)`` after unregistering, on every exit path (shielded from
+    cancellation, bounded by the registry's ``close_timeout``)."""
+    allowed_origins: Iterable[str] | None
+    """Origins allowed to connect (``scheme://host[:port]``); ``None`` (default)
+    checks nothing."""
+    allow_missing_origin: bool
+    """Admit requests without an ``Origin`` header (default ``True``)."""
+    max_connections_per_key: int | None
+    """Most connections one key may hold in this process (default ``None``: unlimited)."""
+    limit_policy: LimitPolicy | str
+    """``"reject_new"`` (default) or ``"evict_oldest"`` (only connections registered
+    before the new one are evicted)."""
+    refusal: RefusalMode | str
+    """``"http"`` (default, refuse before accept) or ``"close"`` (accept, then close 44xx)."""
+    max_message_size: int | None
+    """Most bytes in one inbound message (default 1 MiB; ``None``: no check here);
+    larger messages close the socket with 1009 (logged at INFO)."""
+    heartbeat_interval: float | None
+    """Seconds between app-level heartbeats (default ``None``: rely on the server's
+    protocol pings)."""
+    heartbeat_timeout: float | None
+    """Close (1011) a peer that sends nothing within this many seconds of a heartbeat."""
+    heartbeat_message: Any
+    """The heartbeat sent (serialised like any message; default ``{"type":"ping"}``)."""
+
+
+OPTION_NAMES = frozenset(EndpointOptions.__optional_keys__)
+
+
 class Endpoint(Generic[SocketT]):
     """Options and hooks of one adapter endpoint; see the adapters for the public classes."""
 
@@ -59,25 +112,23 @@ class Endpoint(Generic[SocketT]):
         registry: Registry,
         *,
         authenticate: Callable[[SocketT], Awaitable[Identity | None]],
-        on_message: OnMessage | None = None,
-        on_connect: OnConnection | None = None,
-        on_disconnect: OnConnection | None = None,
-        allowed_origins: Iterable[str] | None = None,
-        allow_missing_origin: bool = True,
-        max_connections_per_key: int | None = None,
-        limit_policy: LimitPolicy | str = LimitPolicy.REJECT_NEW,
-        refusal: RefusalMode | str = RefusalMode.HTTP,
-        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-        heartbeat_interval: float | None = None,
-        heartbeat_timeout: float | None = None,
-        heartbeat_message: Any = HEARTBEAT_MESSAGE,
+        **options: Unpack[EndpointOptions],
     ) -> None:
+        unknown = options.keys() - OPTION_NAMES
+        if unknown:
+            raise TypeError(
+                f"unexpected endpoint option(s): {', '.join(sorted(unknown))} "
+                "(see wsregistry.adapters.EndpointOptions)"
+            )
         if not isinstance(registry, Registry):
             raise TypeError(
                 f"registry must be a wsregistry Registry, got {type(registry).__name__}"
             )
         if not callable(authenticate):
             raise TypeError("authenticate must be an async callable returning Identity | None")
+        on_message = options.get("on_message")
+        on_connect = options.get("on_connect")
+        on_disconnect = options.get("on_disconnect")
         for name, hook in (
             ("on_message", on_message),
             ("on_connect", on_connect),
@@ -85,6 +136,8 @@ class Endpoint(Generic[SocketT]):
         ):
             if hook is not None and not callable(hook):
                 raise TypeError(f"{name} must be an async callable or None")
+        heartbeat_interval = options.get("heartbeat_interval")
+        heartbeat_timeout = options.get("heartbeat_timeout")
         check_heartbeat(heartbeat_interval, heartbeat_timeout)
         self.registry = registry
         self._authenticate = authenticate
@@ -92,16 +145,18 @@ class Endpoint(Generic[SocketT]):
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
         self._policy = Policy(
-            allowed_origins=allowed_origins,
-            allow_missing_origin=allow_missing_origin,
-            max_connections_per_key=max_connections_per_key,
-            limit_policy=limit_policy,
-            refusal=refusal,
-            max_message_size=max_message_size,
+            allowed_origins=options.get("allowed_origins"),
+            allow_missing_origin=options.get("allow_missing_origin", True),
+            max_connections_per_key=options.get("max_connections_per_key"),
+            limit_policy=options.get("limit_policy", LimitPolicy.REJECT_NEW),
+            refusal=options.get("refusal", RefusalMode.HTTP),
+            max_message_size=options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
         )
         self._heartbeat_interval = heartbeat_interval
         self._heartbeat_timeout = heartbeat_timeout
-        self._heartbeat_payload = encode(heartbeat_message, registry.serializer)
+        self._heartbeat_payload = encode(
+            options.get("heartbeat_message", HEARTBEAT_MESSAGE), registry.serializer
+        )
 
     @property
     def refusal_mode(self) -> RefusalMode:

@@ -61,10 +61,12 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-isolati
 
 from ..registry import Registry
 from ._handshake import Identity, LimitPolicy, RefusalMode, Refuse
+from ._session import EndpointOptions
 from .starlette import RegistryEndpoint, StarletteTransport
 
 __all__ = [
     "STATE_KEY",
+    "EndpointOptions",
     "Identity",
     "LimitPolicy",
     "RefusalMode",
