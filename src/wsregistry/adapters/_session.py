@@ -32,6 +32,7 @@ from ._handshake import (
     check_heartbeat,
     identify,
 )
+from ._workers import warn_if_split
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -140,6 +141,7 @@ class Endpoint(Generic[SocketT]):
         heartbeat_timeout = options.get("heartbeat_timeout")
         check_heartbeat(heartbeat_interval, heartbeat_timeout)
         self.registry = registry
+        self._checked_workers = False
         self._authenticate = authenticate
         self._on_message = on_message
         self._on_connect = on_connect
@@ -171,6 +173,9 @@ class Endpoint(Generic[SocketT]):
                 "(start it in the app's lifespan; it stops at shutdown)"
             )
             return UNAVAILABLE_REFUSAL
+        if not self._checked_workers:
+            self._checked_workers = True
+            warn_if_split(self.registry)
         refusal = self._policy.check_origin(origin)
         if refusal is not None:
             return refusal

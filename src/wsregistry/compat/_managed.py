@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from ..adapters._eager import EagerSender
+from ..adapters._workers import warn_if_split
 from ..errors import RegistryClosed, RegistryNotStarted
 from ..registry import Registry
 
@@ -212,6 +213,7 @@ class LazyRunner:
     async def lifespan(self) -> AsyncIterator[None]:
         """Run the registry for the life of the block."""
         async with self.registry:
+            warn_if_split(self.registry)
             yield
 
     async def start_here(self, operation: str) -> None:
@@ -241,6 +243,7 @@ class LazyRunner:
     async def _run(self, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
         try:
             async with self.registry:
+                warn_if_split(self.registry)
                 ready.set_result(None)
                 await stop.wait()
         except BaseException as exc:
