@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.lowlevel
 
-from .._types import check_key
+from ..adapters._handshake import check_key
 from ..errors import BackendUnavailable, NotConnected, RegistryClosed
 from ..registry import Registry
 from ._managed import NOT_RUNNING, LazyRunner, SocketTransport, check_socket, keep_message
@@ -59,7 +59,7 @@ from ._managed import NOT_RUNNING, LazyRunner, SocketTransport, check_socket, ke
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
-    from .._types import Key
+    from .. import Key
     from ..backends.base import Backend
     from ..connection import Connection
 
