@@ -200,3 +200,20 @@ async def test_hook_errors_are_classified_the_same_with_or_without_heartbeat(
     assert not any(
         r.levelno >= logging.ERROR and "polite" in r.getMessage() for r in caplog.records
     )
+
+
+async def test_what_a_peer_sent_before_its_close_frame_still_reaches_on_message() -> None:
+    received: list[str | bytes] = []
+
+    async def on_message(conn: Connection, data: str | bytes) -> None:
+        received.append(data)
+
+    async with Harness("websockets", ping=NO_PINGS, on_message=on_message) as h:
+        client = await h.connect("polite", ping_interval=None)
+        client.protocol.send_text(b"last words")
+        client.protocol.send_close(1000, "bye")
+        client.transport.write(b"".join(client.protocol.data_to_send()))  # one write
+        await h.wait_disconnected(1)
+        assert received == ["last words"]
+        assert not h.registry.lookup("polite")
+        client.transport.abort()

@@ -298,13 +298,13 @@ class Endpoint(Generic[SocketT]):
         conn = serving.conn
         policy = self._policy
         on_message = self._on_message
-        while not serving.gone:
+        while not serving.stopped:
             serving.receiving = True
             try:
                 data = await receive()
             finally:
                 serving.receiving = False
-            if data is None or serving.gone:
+            if data is None or serving.stopped:
                 return
             if conn.close_code is not None:
                 continue  # the registry closed it: wait for the socket, drop the rest
@@ -342,7 +342,7 @@ class Endpoint(Generic[SocketT]):
 class Serving:
     """An adapter's handle on a connection it serves (one per registered socket)."""
 
-    __slots__ = ("conn", "gone", "receiving", "registry", "scope")
+    __slots__ = ("conn", "gone", "receiving", "registry", "scope", "stopped")
 
     def __init__(self, registry: Registry, conn: Connection) -> None:
         self.registry = registry
@@ -350,20 +350,25 @@ class Serving:
         self.scope: anyio.CancelScope | None = None
         self.receiving = False
         self.gone = False
+        self.stopped = False
 
-    def peer_gone(self) -> None:
-        """The server closed the socket or lost the peer: unregister now. Idempotent.
+    def peer_gone(self, *, stop: bool) -> None:
+        """The peer can no longer receive: unregister now. Idempotent.
 
         Synchronous, callable from the server's protocol callbacks (same event
-        loop). The receive loop ends at once if it waits for a message; a hook
-        that is running is not interrupted, and the loop ends when it returns.
+        loop). With ``stop`` (the server decided to close: nothing more will be
+        read), the receive loop also ends: at once if it waits for a message,
+        after the running hook returns otherwise (a hook is never interrupted).
+        Without it, the loop goes on handing over what the peer sent before it
+        left, until ``receive`` reports the end.
         """
-        if self.gone:
-            return
-        self.gone = True
-        self.registry.disconnect_nowait(self.conn)
-        if self.receiving and self.scope is not None:
-            self.scope.cancel()
+        if not self.gone:
+            self.gone = True
+            self.registry.disconnect_nowait(self.conn)
+        if stop and not self.stopped:
+            self.stopped = True
+            if self.receiving and self.scope is not None:
+                self.scope.cancel()
 
 
 def _encode(message: Any, registry: Registry) -> str | bytes:

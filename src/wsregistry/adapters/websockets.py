@@ -320,8 +320,14 @@ class RegistryHandler(Endpoint[ServerConnection]):
 
         def watch(serving: Serving) -> None:
             def closing() -> None:
-                _log_server_close(connection, serving)
-                serving.peer_gone()
+                protocol = connection.protocol
+                # The server decided to close (oversize, protocol error): it reads nothing
+                # more, so the receive loop ends too. A peer that closed or dropped: what it
+                # sent before is still handed to on_message, then recv() reports the end.
+                decided = protocol.close_sent is not None and protocol.close_rcvd is None
+                if decided:
+                    _log_server_close(connection, serving)
+                serving.peer_gone(stop=decided)
 
             if isinstance(connection, RegistryServerConnection):
                 connection._on_closing = closing
