@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 from collections.abc import AsyncIterator, Coroutine
@@ -206,7 +207,8 @@ class LazyRunner:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._runner: asyncio.Task[None] | None = None
-        self._ready: asyncio.Future[None] | None = None
+        # A thread-safe future: a connect on another loop may wait for the start too.
+        self._ready: concurrent.futures.Future[None] | None = None
         self._stop: asyncio.Event | None = None
 
     @asynccontextmanager
@@ -229,18 +231,19 @@ class LazyRunner:
             return
         runner = self._runner
         if runner is not None and not runner.done() and self._ready is not None:
-            await asyncio.shield(self._ready)  # another connect is starting it
+            await asyncio.wrap_future(self._ready)  # another connect is starting it
             return
         loop = _running_loop()
         if loop is None:
             raise RegistryNotStarted(operation)
-        ready: asyncio.Future[None] = loop.create_future()
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        ready.set_running_or_notify_cancel()  # a cancelled waiter cannot cancel the start
         stop = asyncio.Event()
         self._ready, self._stop = ready, stop
         self._runner = loop.create_task(self._run(ready, stop))
-        await asyncio.shield(ready)
+        await asyncio.wrap_future(ready)
 
-    async def _run(self, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
+    async def _run(self, ready: concurrent.futures.Future[None], stop: asyncio.Event) -> None:
         try:
             async with self.registry:
                 warn_if_split(self.registry)
