@@ -32,7 +32,6 @@ def test_public_names() -> None:
         "ConnectionManager",
         "get_websocket_manager",
         "logger",
-        "message_serializer",
         "notify_frontend",
     }
     for name in connection_manager.__all__:

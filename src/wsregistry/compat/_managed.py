@@ -7,8 +7,9 @@
   WebSocket goes through :class:`~wsregistry.adapters.starlette.StarletteTransport`;
   anything else (a subclass that overrides a send method, a socket whose
   ``send_json`` a test patched, an ``AsyncMock``) is written through its own
-  methods: ``send_json(message)`` with the original object for messages the
-  manager's serializer encoded, ``send_text``/``send_bytes`` for the rest. The
+  methods: ``send_json(message)`` for a JSON object or array (the message a
+  ``dict``/``list`` was serialised to, parsed back), ``send_text`` for other
+  text and ``send_bytes`` for binary frames. The
   socket is bound to the event loop that accepted it: a send made on another
   loop (a registry started elsewhere) is handed to the socket's loop.
 * :class:`LazyRunner` starts the registry on the loop that serves connections
@@ -34,11 +35,9 @@ from ..registry import Registry
 __all__ = [
     "NOT_RUNNING",
     "SOCKET_METHODS",
-    "JsonText",
     "LazyRunner",
     "SocketTransport",
     "check_socket",
-    "keep_message",
 ]
 
 NOT_RUNNING = (RegistryNotStarted, RegistryClosed)
@@ -49,24 +48,17 @@ SOCKET_METHODS = ("accept", "send_text", "send_bytes", "send_json", "close")
 
 _SEND_METHODS = ("send", "send_text", "send_bytes", "send_json")
 
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_NOT_JSON = object()
 
 
-class JsonText(str):
-    """A serialised message that remembers the object it was made from."""
-
-    message: Any
-
-
-def keep_message(message: Any) -> str:
-    """The managers' serializer: compact JSON (as ``send_json``) that keeps the original.
-
-    Raises:
-        TypeError, ValueError: the message is not JSON-serialisable.
-    """
-    text = JsonText(_json.encode(message))
-    text.message = message
-    return text
+def _json_container(text: str) -> Any:
+    """``text`` parsed, if it is a JSON object or array; else :data:`_NOT_JSON`."""
+    if not text.startswith(("{", "[")):
+        return _NOT_JSON
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _NOT_JSON
 
 
 def check_socket(websocket: object) -> None:
@@ -136,12 +128,14 @@ class SocketTransport:
         websocket = self.websocket
 
         async def send() -> None:
-            if isinstance(data, JsonText):
-                await websocket.send_json(data.message)
-            elif isinstance(data, str):
-                await websocket.send_text(data)
-            else:
+            if isinstance(data, bytes):
                 await websocket.send_bytes(data)
+                return
+            message = _json_container(data)
+            if message is _NOT_JSON:
+                await websocket.send_text(data)
+            else:  # what the hand-written manager did with a dict: send_json(message)
+                await websocket.send_json(message)
 
         return send()
 

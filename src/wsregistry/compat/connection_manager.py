@@ -54,7 +54,7 @@ import anyio.lowlevel
 from ..adapters._handshake import check_key
 from ..errors import BackendUnavailable, NotConnected, RegistryClosed
 from ..registry import Registry
-from ._managed import NOT_RUNNING, LazyRunner, SocketTransport, check_socket, keep_message
+from ._managed import NOT_RUNNING, LazyRunner, SocketTransport, check_socket
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
@@ -71,7 +71,6 @@ __all__ = [
     "ConnectionManager",
     "get_websocket_manager",
     "logger",
-    "message_serializer",
     "notify_frontend",
 ]
 
@@ -92,12 +91,6 @@ logger = logging.getLogger(__name__)
 
 Configure it like any logger (its name is ``wsregistry.compat.connection_manager``),
 patch it in tests, or give a manager its own (``ConnectionManager(logger=...)``)."""
-
-message_serializer = keep_message
-"""The serializer of the registries the managers create: compact JSON like ``send_json``,
-keeping the original message, so that a socket that is not a stock Starlette
-WebSocket (a mock) receives it through its own ``send_json``. Give it to a
-registry you build yourself: ``Registry(backend=..., serializer=message_serializer)``."""
 
 # The connection registered by the current handler task: lets ``disconnect(user_id)``
 # remove the caller's own connection, never a newer tab or reconnect of the same user.
@@ -128,9 +121,7 @@ class ConnectionManager:
             raise TypeError(
                 f"registry must be a wsregistry Registry, got {type(registry).__name__}"
             )
-        self.registry = (
-            registry if registry is not None else Registry(serializer=message_serializer)
-        )
+        self.registry = registry if registry is not None else Registry()
         self._logger = logger
         self._sockets: weakref.WeakKeyDictionary[Connection, WebSocket] = (
             weakref.WeakKeyDictionary()
@@ -390,7 +381,7 @@ def get_websocket_manager() -> ConnectionManager:
         from ..backends.redis import RedisBackend
 
         backend = RedisBackend(url, namespace=os.environ.get(REDIS_NAMESPACE_ENV) or "wsregistry")
-    return ConnectionManager(Registry(backend=backend, serializer=message_serializer))
+    return ConnectionManager(Registry(backend=backend))
 
 
 async def notify_frontend(

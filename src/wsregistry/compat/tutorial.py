@@ -40,7 +40,7 @@ import anyio.lowlevel
 
 from ..errors import RegistryClosed
 from ..registry import Registry
-from ._managed import NOT_RUNNING, LazyRunner, SocketTransport, check_socket, keep_message
+from ._managed import NOT_RUNNING, LazyRunner, SocketTransport, check_socket
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
@@ -67,7 +67,7 @@ class ConnectionManager:
             raise TypeError(
                 f"registry must be a wsregistry Registry, got {type(registry).__name__}"
             )
-        self.registry = registry if registry is not None else Registry(serializer=keep_message)
+        self.registry = registry if registry is not None else Registry()
         self._runner = LazyRunner(self.registry)
         # socket → its connection; by id() since a Starlette WebSocket is not hashable
         self._by_socket: dict[int, Connection] = {}
