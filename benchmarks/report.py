@@ -618,7 +618,7 @@ def write_markdown(
         "## Rerun",
         "",
         "```",
-        "pip install -e '.[bench]'",
+        "pip install -r requirements/bench.txt",
         "python -m benchmarks --quick     # a few minutes",
         "python -m benchmarks --full      # N up to 10k, repeats 3",
         "```",
