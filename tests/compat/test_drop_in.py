@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import threading
+import uuid
 from typing import Any
 from unittest import mock
 
@@ -236,13 +237,30 @@ def _in_worker_thread(call: Any) -> Any:
     return result[0]
 
 
-@pytest.mark.parametrize("lifespan", [True, False], ids=["lifespan", "lazy"])
+@pytest.mark.parametrize(
+    ("lifespan", "backend"),
+    [
+        (True, "memory"),
+        (False, "memory"),
+        pytest.param(True, "redis", marks=pytest.mark.redis),
+    ],
+    ids=["lifespan", "lazy", "lifespan-redis"],
+)
 async def test_notify_from_a_worker_threads_own_loop_delivers_or_returns_false(
-    lifespan: bool,
+    lifespan: bool, backend: str
 ) -> None:
     from websockets.asyncio.client import connect
 
-    manager = ConnectionManager()
+    if backend == "redis":
+        from wsregistry import Registry
+        from wsregistry.backends.redis import RedisBackend
+
+        namespace = "wsrtest-compat-" + uuid.uuid4().hex[:12]
+        manager = ConnectionManager(
+            Registry(backend=RedisBackend("redis://127.0.0.1:6379/0", namespace=namespace))
+        )
+    else:
+        manager = ConnectionManager()
     # nobody connected yet, nothing running (lazy): the worker finds nobody, starts nothing
     assert (
         await anyio.to_thread.run_sync(
