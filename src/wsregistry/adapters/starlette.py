@@ -96,8 +96,10 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-isolati
 
 from ..codes import CloseCode
 from ._eager import EAGER_TASKS, EagerSender, running_asyncio
+from ._frames import shared_frame
 from ._handshake import Identity, LimitPolicy, Refusal, RefusalMode, Refuse
 from ._session import Endpoint, EndpointOptions
+from ._uvicorn_direct import find_direct_path
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -127,8 +129,15 @@ class StarletteTransport:
     and waits while the server applies back-pressure. ``close`` is idempotent
     and ignores sockets that are already closed.
 
-    On asyncio with Python 3.12 or later, ``send_nowait`` starts the ASGI send
-    as an eager task: servers such as uvicorn finish it without waiting while
+    Under uvicorn, frames take the **direct path** when that is provably the
+    same as the ASGI send (no middleware that could observe ``send``, no
+    compression negotiated, the socket open and writable; the operations
+    guide has the details): the frame is built once per
+    payload - a broadcast shares it between every connection - and written to
+    uvicorn's transport at once, by ``send_nowait`` and by ``send`` alike;
+    ``abort`` then drops the TCP connection. Otherwise, on asyncio with Python
+    3.12 or later, ``send_nowait`` starts the ASGI send as an eager task:
+    servers such as uvicorn finish it without waiting while
     the socket's buffer has room, so a broadcast writes directly instead of
     going through the registry's writer tasks. The send starts and ends in that
     one task (never in the caller's), so middleware that wraps ``send`` in a
@@ -138,18 +147,25 @@ class StarletteTransport:
     Python 3.12 it always answers ``False`` and the registry's writers send.
 
     Args:
-        websocket: an accepted ``starlette.websockets.WebSocket``.
+        websocket: a ``starlette.websockets.WebSocket`` (accepted before the
+            first send).
+        direct: allow the direct path into uvicorn (``False``: always the ASGI
+            send; the ``WSREGISTRY_UVICORN_DIRECT=0`` environment variable turns it
+            off for the whole process).
     """
 
-    __slots__ = ("_aborted", "_eager", "_scope", "websocket")
+    __slots__ = ("_aborted", "_direct", "_eager", "_scope", "websocket")
 
-    def __init__(self, websocket: WebSocket) -> None:
+    def __init__(self, websocket: WebSocket, *, direct: bool = True) -> None:
         if not isinstance(websocket, WebSocket):
             raise TypeError(f"expected a starlette WebSocket, got {type(websocket).__name__}")
         self.websocket = websocket
         self._scope: anyio.CancelScope | None = None
         self._aborted = False
-        self._eager = EagerSender() if EAGER_TASKS and running_asyncio() else None
+        asyncio_loop = running_asyncio()
+        self._eager = EagerSender() if EAGER_TASKS and asyncio_loop else None
+        # the ASGI send the app was given (Starlette keeps it as ``_send``)
+        self._direct = find_direct_path(websocket._send) if direct and asyncio_loop else None
 
     def __repr__(self) -> str:
         client = self.websocket.client
@@ -160,13 +176,19 @@ class StarletteTransport:
         """Send one frame; raises when the socket is closed or broken."""
         if self._eager is not None:
             await self._eager.wait()
+        direct = self._direct
+        if direct is not None and direct.writable():
+            direct.write(shared_frame(data))
+            return
         if isinstance(data, str):
             await self.websocket.send_text(data)
         else:
             await self.websocket.send_bytes(data)
 
     def send_nowait(self, data: str | bytes) -> bool:
-        """Write one frame now if the server takes it without waiting (asyncio, 3.12+).
+        """Write one frame now if the server takes it without waiting.
+
+        On the direct path into uvicorn, or on asyncio with Python 3.12+.
 
         Returns:
             ``True`` if the frame was handed to the server (a send the server
@@ -177,7 +199,13 @@ class StarletteTransport:
             Exception: what the ASGI send raises when the socket is closed or broken.
         """
         eager = self._eager
-        if eager is None or eager.busy:
+        if eager is not None and eager.busy:
+            return False  # an ASGI send is under way: frames keep their order
+        direct = self._direct
+        if direct is not None and direct.writable():
+            direct.write(shared_frame(data))
+            return True
+        if eager is None:
             return False
         if isinstance(data, str):
             eager.start(self.websocket.send({"type": "websocket.send", "text": data}))
@@ -197,10 +225,12 @@ class StarletteTransport:
     def abort(self) -> None:
         """Stop serving the socket at once: ends the endpoint's receive loop.
 
-        ASGI cannot drop the TCP connection itself; the server closes it when
-        the endpoint returns.
+        On the direct path the TCP connection is dropped at once; otherwise
+        (ASGI cannot drop it) the server closes it when the endpoint returns.
         """
         self._aborted = True
+        if self._direct is not None:
+            self._direct.abort()
         if self._eager is not None:
             self._eager.cancel()
         if self._scope is not None:
