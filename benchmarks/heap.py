@@ -16,7 +16,12 @@ from benchmarks.harness import ROOT, Session, SessionConfig
 from benchmarks.servers import SERVERS
 from benchmarks.wire import raise_nofile
 
-PAIRS = {"wsr-websockets": "websockets", "wsr-starlette": "naive", "wsr-fastapi": "naive"}
+PAIRS = {
+    "wsr-websockets": "websockets",
+    "wsr-starlette": "naive",
+    "wsr-fastapi": "naive",
+    "wsr-fastapi-route": "naive",
+}
 
 
 async def _measure(servers: list[str], n: int, top: int) -> dict[str, float]:

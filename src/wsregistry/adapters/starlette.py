@@ -88,6 +88,7 @@ import anyio
 
 try:
     from starlette.responses import PlainTextResponse
+    from starlette.routing import WebSocketRoute
     from starlette.websockets import WebSocket, WebSocketDisconnect
 except ImportError as exc:  # pragma: no cover - exercised by the import-isolation test
     raise ImportError(
@@ -275,6 +276,18 @@ class RegistryEndpoint(Endpoint[WebSocket]):
             raise TypeError("subprotocols must be a sequence of names, not a single str")
         self._subprotocols = tuple(subprotocols)
         super().__init__(registry, authenticate=authenticate, **options)
+
+    def route(self, path: str, *, name: str | None = None) -> WebSocketRoute:
+        """A plain Starlette route serving this endpoint at ``path``.
+
+        Mount it on a Starlette app (``routes=[endpoint.route("/ws")]``) or a
+        FastAPI one (``app.router.routes.append(endpoint.route("/ws"))``). On
+        FastAPI it skips the dependency-injection machinery of
+        ``add_api_websocket_route``, which costs several KiB per connection;
+        use ``add_api_websocket_route(path, endpoint.handle)`` instead when the
+        route needs FastAPI dependencies.
+        """
+        return WebSocketRoute(path, self, name=name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI interface: serve one WebSocket connection."""
