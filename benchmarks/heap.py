@@ -35,6 +35,9 @@ async def _measure(servers: list[str], n: int, top: int) -> dict[str, float]:
             print(f"\n{SERVERS[server].label}: {per_conn[server]:.0f} B per connection")
             for line in session.heap["top"][:top]:
                 print(f"  {line['bytes'] / n:8.0f} B/conn  {line['line']}")
+            print("  wsregistry's own lines:")
+            for line in session.heap.get("ours", []):
+                print(f"  {line['bytes'] / n:8.0f} B/conn  {line['line']}")
             print("  by file:")
             for entry in session.heap["files"][:top]:
                 print(f"  {entry['bytes'] / n:8.0f} B/conn  {entry['file']}")
