@@ -7,16 +7,17 @@ PYTHON ?= python3
 
 .PHONY: demo quickstart test lint docs docs-serve bench services
 
-$(VENV)/.demo-installed: pyproject.toml
+# The repository's own dependencies are requirements files, not published extras.
+$(VENV)/.demo-installed: pyproject.toml requirements/demo.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[demo]'
+	$(PY) -m pip install -q -r requirements/demo.txt
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml
+$(VENV)/.dev-installed: pyproject.toml requirements/demo.txt requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -r requirements/dev.txt
 	touch $@ $(VENV)/.demo-installed
 
 DEMO_HOST ?= 127.0.0.1
@@ -54,6 +55,6 @@ docs-serve: $(VENV)/.dev-installed
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 bench: $(VENV)/.dev-installed
-	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q -r requirements/bench.txt
 	$(PY) benchmarks/core.py
 	$(PY) -m benchmarks --quick

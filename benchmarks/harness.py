@@ -239,6 +239,7 @@ class Session:
                 "heap_per_conn_bytes": sum(h["bytes"] for h in heaps) / max(1, counts),
                 "top": heaps[0]["top"],
                 "files": heaps[0]["files"],
+                "ours": heaps[0]["ours"],
             }
             return
         after = [await server.call("stats", gc=True) for server in self.servers]

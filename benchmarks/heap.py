@@ -16,7 +16,12 @@ from benchmarks.harness import ROOT, Session, SessionConfig
 from benchmarks.servers import SERVERS
 from benchmarks.wire import raise_nofile
 
-PAIRS = {"wsr-websockets": "websockets", "wsr-starlette": "naive", "wsr-fastapi": "naive"}
+PAIRS = {
+    "wsr-websockets": "websockets",
+    "wsr-starlette": "naive",
+    "wsr-fastapi": "naive",
+    "wsr-fastapi-route": "naive",
+}
 
 
 async def _measure(servers: list[str], n: int, top: int) -> dict[str, float]:
@@ -29,6 +34,9 @@ async def _measure(servers: list[str], n: int, top: int) -> dict[str, float]:
             per_conn[server] = float(session.heap["heap_per_conn_bytes"])
             print(f"\n{SERVERS[server].label}: {per_conn[server]:.0f} B per connection")
             for line in session.heap["top"][:top]:
+                print(f"  {line['bytes'] / n:8.0f} B/conn  {line['line']}")
+            print("  wsregistry's own lines:")
+            for line in session.heap.get("ours", []):
                 print(f"  {line['bytes'] / n:8.0f} B/conn  {line['line']}")
             print("  by file:")
             for entry in session.heap["files"][:top]:

@@ -45,7 +45,7 @@ async def notify_frontend(
         await manager.send_message(user_id, json_data)
         return True
     if json_data.get("message") == "MFA_REQUIRED":
-        raise HTTPException(status_code=400, detail="WebSocket connection not found")
+        raise HTTPException(status_code=400, detail=f"No WebSocket connection for user {user_id}")
     return False
     # --8<-- [end:manager]
 

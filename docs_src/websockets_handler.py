@@ -7,7 +7,7 @@ from anyio.abc import TaskStatus
 from websockets.asyncio.server import ServerConnection, serve
 
 from wsregistry import Connection, Registry
-from wsregistry.adapters.websockets import Identity, RegistryHandler
+from wsregistry.adapters.websockets import Identity, RegistryHandler, RegistryServerConnection
 
 
 async def authenticate(connection: ServerConnection) -> Identity | None:
@@ -31,6 +31,7 @@ async def main(
             "127.0.0.1",
             port,
             process_request=handler.process_request,  # refuse in the HTTP handshake
+            create_connection=RegistryServerConnection,  # unregister once the server closes
             max_size=64 * 1024,
         ) as server:
             task_status.started(next(iter(server.sockets)).getsockname()[1])

@@ -80,7 +80,10 @@ def create_app(registry: Registry) -> Starlette:
 
 
 if __name__ == "__main__":
+    import sys
+
     from wsregistry.adapters.uvicorn import run
 
     registry = Registry()
-    run(create_app(registry), registry=registry, host="127.0.0.1", port=8001)
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8001
+    run(create_app(registry), registry=registry, host="127.0.0.1", port=port)  # Ctrl+C stops

@@ -77,4 +77,7 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 8765)
+    try:
+        anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 8765)
+    except KeyboardInterrupt:  # Ctrl+C: main was cancelled, connections closed with 1001
+        print("stopped", flush=True)

@@ -41,6 +41,7 @@ SERVERS: dict[str, ServerKind] = {
         ServerKind("wsr-websockets", "wsregistry + websockets", "wsr_websockets", cluster=True),
         ServerKind("wsr-starlette", "wsregistry + Starlette", "wsr_starlette", cluster=True),
         ServerKind("wsr-fastapi", "wsregistry + FastAPI", "wsr_fastapi", cluster=True),
+        ServerKind("wsr-fastapi-route", "wsregistry + FastAPI, plain route", "wsr_fastapi_route"),
     )
 }
 """Every server, anchors first, in table order."""

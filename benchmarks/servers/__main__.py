@@ -54,6 +54,11 @@ class Control:
                 {"file": stat.traceback[0].filename, "bytes": stat.size_diff}
                 for stat in by_file[: request.get("top", 12)]
             ],
+            "ours": [  # every line of wsregistry's own that grew
+                {"line": str(stat.traceback[0]), "bytes": stat.size_diff, "count": stat.count_diff}
+                for stat in diff
+                if "/wsregistry/" in stat.traceback[0].filename and stat.size_diff > 0
+            ],
         }
 
     async def stats(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -6,16 +6,23 @@ workers when the registry has a Redis backend.
 Client → server: ``{"type": "dm", "to", "text"}``, ``{"type": "join"|"leave", "room"}``,
 ``{"type": "say", "room", "text"}``, ``{"type": "announce", "text"}``.
 
-Server → client: ``welcome``, ``presence``, ``dm``, ``joined``, ``left``, ``room``,
-``room_notice``, ``announcement``, ``error``.
+Server → client: ``welcome`` (with the worker serving the tab), ``history``, ``presence``,
+``dm``, ``joined``, ``left``, ``room``, ``room_notice``, ``announcement``, ``error``.
+
+History: a new tab first gets the recent announcements and the user's recent direct
+messages, from a bounded in-memory buffer of the worker that handled them (with several
+workers a tab sees what its own worker handled; the page skips messages it already has).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
+import uuid
+from collections import OrderedDict, deque
 from typing import Any
 
 from wsregistry import Connection, Registry, WSRegistryError
@@ -24,6 +31,8 @@ logger = logging.getLogger("demo")
 
 ROOM_PATTERN = re.compile(r"[a-z0-9_-]{1,32}")
 MAX_TEXT = 2000
+HISTORY = 50  # messages kept per user, and announcements
+HISTORY_USERS = 1000  # users whose direct messages are kept (least recently used dropped)
 
 
 def room_group(room: str) -> str:
@@ -36,13 +45,27 @@ class Chat:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self._announcements: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self._dms: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
 
     async def on_connect(self, conn: Connection) -> None:
-        """Greet the new tab with who is online, and tell everyone the user is here."""
+        """Greet the new tab with who is online and what it missed; tell everyone."""
         online = sorted(str(key) for key in await self.registry.online_keys())
-        node = self.registry.node_id  # which worker serves this tab
-        await conn.send({"type": "welcome", "you": conn.key, "online": online, "node": node})
+        worker = {"node": self.registry.node_id, "pid": os.getpid()}  # who serves this tab
+        await conn.send({"type": "welcome", "you": conn.key, "online": online, **worker})
+        await conn.send({"type": "history", "messages": self._history_of(str(conn.key))})
         await self.registry.broadcast({"type": "presence", "user": conn.key, "online": True})
+
+    def _history_of(self, user: str) -> list[dict[str, Any]]:
+        messages = [*self._announcements, *self._dms.get(user, ())]
+        return sorted(messages, key=lambda message: message["ts"])
+
+    def _remember_dm(self, user: str, message: dict[str, Any]) -> None:
+        kept = self._dms.pop(user, None) or deque(maxlen=HISTORY)
+        kept.append(message)
+        self._dms[user] = kept  # most recently used last
+        while len(self._dms) > HISTORY_USERS:
+            self._dms.popitem(last=False)
 
     async def on_disconnect(self, conn: Connection) -> None:
         """When the user's last tab (on any worker) is gone, tell everyone."""
@@ -81,7 +104,11 @@ class Chat:
         if not await self.registry.is_online(to):
             await _error(conn, f"{to} is offline")
             return
-        dm = {"type": "dm", "from": conn.key, "to": to, "text": text, "ts": time.time()}
+        dm: dict[str, Any] = {"type": "dm", "id": _id(), "from": conn.key, "to": to}
+        dm.update(text=text, ts=time.time())
+        self._remember_dm(to, dm)
+        if to != conn.key:
+            self._remember_dm(str(conn.key), dm)
         await self.registry.send(to, dm)  # every tab of the recipient, on every worker
         if to != conn.key:
             await self.registry.send(conn.key, dm)  # and every tab of the sender
@@ -122,9 +149,10 @@ class Chat:
         if text is None:
             await _error(conn, "an announcement needs a non-empty 'text'")
             return
-        await self.registry.broadcast(
-            {"type": "announcement", "from": conn.key, "text": text, "ts": time.time()}
-        )
+        announcement: dict[str, Any] = {"type": "announcement", "id": _id(), "from": conn.key}
+        announcement.update(text=text, ts=time.time())
+        self._announcements.append(announcement)
+        await self.registry.broadcast(announcement)
 
     async def _notice(self, room: str, text: str) -> None:
         notice = {"type": "room_notice", "room": room, "text": text, "ts": time.time()}
@@ -138,6 +166,10 @@ _HANDLERS = {
     "say": Chat._say,
     "announce": Chat._announce,
 }
+
+
+def _id() -> str:
+    return uuid.uuid4().hex[:16]
 
 
 def _text(message: dict[str, Any]) -> str | None:

@@ -13,6 +13,7 @@ import math
 import uuid
 from contextlib import asynccontextmanager
 from functools import partial
+from threading import get_ident
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -48,6 +49,7 @@ __all__ = ["Registry"]
 logger = logging.getLogger("wsregistry")
 
 _RUNNING = RunState.RUNNING
+_CLOSED = RunState.CLOSED
 
 T = TypeVar("T")
 
@@ -426,7 +428,8 @@ class Registry:
             RegistryNotStarted, RegistryClosed: the registry is not running.
         """
         run = self._run
-        if run is None or not run.here:
+        # run.here, inlined on the hottest call
+        if run is None or run.state is _CLOSED or run.thread_id != get_ident():
             key = check_key(key)
             payload = encode(message, self.serializer)
             call = partial(self.send, key, payload, require=require)

@@ -62,6 +62,7 @@ def test_missing_extra_names_the_pip_install(module: str, blocked: str, extra: s
 EXPORTS = {
     "wsregistry.adapters": {
         "DEFAULT_MAX_MESSAGE_SIZE",
+        "EndpointOptions",
         "Identity",
         "LimitPolicy",
         "Refusal",
@@ -69,6 +70,7 @@ EXPORTS = {
         "Refuse",
     },
     "wsregistry.adapters.starlette": {
+        "EndpointOptions",
         "Identity",
         "LimitPolicy",
         "RefusalMode",
@@ -78,6 +80,7 @@ EXPORTS = {
     },
     "wsregistry.adapters.fastapi": {
         "STATE_KEY",
+        "EndpointOptions",
         "Identity",
         "LimitPolicy",
         "RefusalMode",
@@ -89,11 +92,13 @@ EXPORTS = {
         "registry_lifespan",
     },
     "wsregistry.adapters.websockets": {
+        "EndpointOptions",
         "Identity",
         "LimitPolicy",
         "RefusalMode",
         "Refuse",
         "RegistryHandler",
+        "RegistryServerConnection",
         "WebsocketsTransport",
         "serve",
     },

@@ -164,3 +164,40 @@ async def test_limit_counts_registered_and_pending_connections() -> None:
         assert evict.check_limit(registry, "e") is None  # evicting never refuses
         assert evict.to_evict(registry, conns[-1]) == conns[:2]
         assert policy.to_evict(registry, conns[-1]) == []
+
+
+@pytest.mark.anyio
+async def test_evict_oldest_never_evicts_a_newer_connection() -> None:
+    from wsregistry.testing import RecordingTransport
+
+    evict = make_policy(max_connections_per_key=1, limit_policy="evict_oldest")
+    async with Registry() as registry:
+        first = await registry.connect(RecordingTransport(), key="k")
+        second = await registry.connect(RecordingTransport(), key="k")
+        assert evict.to_evict(registry, first) == []  # first runs its check late: evicts nobody
+        assert evict.to_evict(registry, second) == [first]
+
+
+@pytest.mark.anyio
+async def test_one_options_object_configures_every_endpoint() -> None:
+    from wsregistry.adapters import EndpointOptions
+    from wsregistry.adapters.starlette import RegistryEndpoint
+    from wsregistry.adapters.websockets import RegistryHandler
+
+    async def authenticate(socket: object) -> Identity | None:
+        return None
+
+    options: EndpointOptions = {
+        "allowed_origins": ["https://app.example.com"],
+        "max_connections_per_key": 2,
+        "limit_policy": "evict_oldest",
+        "refusal": "close",
+    }
+    registry = Registry()
+    for endpoint in (
+        RegistryEndpoint(registry, authenticate=authenticate, **options),
+        RegistryHandler(registry, authenticate=authenticate, **options),
+    ):
+        assert endpoint.refusal_mode is RefusalMode.CLOSE
+    with pytest.raises(TypeError, match="unexpected endpoint option"):
+        RegistryEndpoint(registry, authenticate=authenticate, max_conections_per_key=2)  # type: ignore[call-arg]

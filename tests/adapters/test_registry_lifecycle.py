@@ -89,3 +89,22 @@ async def test_a_send_awaited_on_a_worker_threads_loop_reaches_a_real_socket(bac
             assert await client.recv() == "after"
         assert registry.stats().backend_errors == 0
         assert registry.stats().backend.connected
+
+
+async def test_an_endpoint_mounted_as_a_plain_route_on_fastapi() -> None:
+    registry = Registry()
+
+    async def authenticate(websocket: WebSocket) -> Identity:
+        return Identity(key=websocket.query_params["user"])
+
+    app = FastAPI(lifespan=registry_lifespan(registry))
+    app.router.routes.append(RegistryEndpoint(registry, authenticate=authenticate).route("/ws"))
+    async with (
+        serve(app) as address,
+        websockets.connect(f"ws://{address}/ws?user=ann", compression=None) as client,
+    ):
+        with anyio.fail_after(TIMEOUT):
+            while not registry.lookup("ann"):  # noqa: ASYNC110 - no event for "registered"
+                await anyio.sleep(0.005)
+            assert await registry.send("ann", "through the plain route") == 1
+            assert await client.recv() == "through the plain route"

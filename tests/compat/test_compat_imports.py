@@ -25,11 +25,13 @@ def test_importing_the_drop_in_loads_no_framework() -> None:
 
 def test_public_names() -> None:
     assert set(connection_manager.__all__) == {
+        "MFA_DETAIL",
         "REDIS_NAMESPACE_ENV",
         "REDIS_URL_ENV",
         "REQUIRED_MESSAGES",
         "ConnectionManager",
         "get_websocket_manager",
+        "logger",
         "notify_frontend",
     }
     for name in connection_manager.__all__:

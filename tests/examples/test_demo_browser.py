@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -14,11 +18,13 @@ from demo.app import create_app
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
 from wsregistry import Connection, Registry
+from wsregistry.backends.redis import RedisBackend
 
 from ..helpers import TIMEOUT, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -31,6 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+NOTIFY_SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "notify_from_worker.py"
 TIMEOUT_MS = int(TIMEOUT * 2000)
 expect.set_options(timeout=TIMEOUT_MS)
 
@@ -169,3 +176,57 @@ async def test_two_users_one_with_two_tabs(
         assert page_errors == []  # no uncaught JavaScript error on any page
         await alice_context.close()
         await bob_context.close()
+
+
+@pytest.mark.redis
+async def test_a_worker_dm_shows_the_worker_and_a_new_tab_gets_history(
+    serve: Serve, listen_socket: socket.socket, browser: Browser
+) -> None:
+    """``examples/notify_from_worker.py`` (a real process, through Redis) reaches the page
+    although its sender is never online; the page shows its worker; a new tab sees what it
+    missed."""
+    port = listen_socket.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    namespace = "wsrtest-demo-" + uuid.uuid4().hex[:12]
+    registry = Registry(backend=RedisBackend(REDIS_URL, namespace=namespace))
+    app = create_app(registry=registry, secret="browser-test", allowed_origins=[base])
+    async with serve(app, listen_socket, registry=registry):
+        context = await browser.new_context(viewport={"width": 1280, "height": 720})
+        errors: list[str] = []
+        context.on("page", lambda page: page.on("pageerror", lambda e: errors.append(str(e))))
+        alice = await context.new_page()
+        await _sign_in(alice, base, "alice")
+        await expect(alice.locator("#worker")).to_have_text(re.compile(rf"worker {os.getpid()}"))
+
+        result = await anyio.run_process(
+            [sys.executable, str(NOTIFY_SCRIPT), "alice", "Your export is ready"],
+            env={
+                **os.environ,
+                "WSREGISTRY_REDIS_URL": REDIS_URL,
+                "WSREGISTRY_REDIS_NAMESPACE": namespace,
+            },
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        worker = alice.locator('#online .channel[data-target="dm:worker"]')
+        await expect(worker).to_contain_text("worker (offline)")
+        await expect(worker.locator(".badge")).to_have_text("1")
+        await worker.click()
+        await expect(_line(alice, "dm:worker", "Your export is ready")).to_be_visible()
+
+        # History: what alice sent before is on a tab she opens afterwards, once.
+        await _send(alice, "announcements", "history one")
+        await _send(alice, "dm:alice", "a note for later")
+        await expect(_line(alice, "dm:alice", "a note for later")).to_be_attached()
+        later = await context.new_page()
+        await later.goto(base)
+        await _connected(later)
+        await expect(_line(later, "announcements", "history one")).to_have_count(1)
+        await expect(_line(later, "dm:alice", "a note for later")).to_have_count(1)
+        await later.reload()  # a reconnecting page does not duplicate what it has
+        await _connected(later)
+        await expect(_line(later, "announcements", "history one")).to_have_count(1)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await alice.screenshot(path=str(ARTIFACTS / "demo-worker-dm.png"))
+        assert errors == []
+        await context.close()

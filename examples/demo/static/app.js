@@ -19,6 +19,8 @@ const state = {
   retryTimer: null,
   signedOut: false,
   online: new Set(),
+  peers: new Set(),      // users this tab has direct messages with, online or not
+  seen: new Set(),       // ids of messages shown (history and live may overlap)
   rooms: new Set(),      // rooms this tab is in; re-joined after a reconnect
   active: ANNOUNCEMENTS,
   unread: new Map(),
@@ -154,6 +156,9 @@ function renderRooms() {
 function renderOnline() {
   const list = $("online");
   const users = [...state.online].sort((a, b) => a.localeCompare(b));
+  // People who sent or got a direct message but are not online (e.g. a background job
+  // that notifies users) are listed too, so their messages can be read.
+  const offline = [...state.peers].filter((user) => !state.online.has(user)).sort();
   list.replaceChildren(
     ...users.map((user) => {
       const li = channelButton(`dm:${user}`, user, "user");
@@ -162,10 +167,32 @@ function renderOnline() {
         li.querySelector(".channel-name").textContent = `${user} (you)`;
       }
       return li;
+    }),
+    ...offline.map((user) => {
+      const li = channelButton(`dm:${user}`, `${user} (offline)`, "user offline");
+      li.dataset.peer = user;
+      return li;
     })
   );
   $("online-count").textContent = `(${users.length})`;
   selectChannel(state.active);
+}
+
+function showDm(message) {
+  const peer = message.from === state.me ? message.to : message.from;
+  if (!state.peers.has(peer)) {
+    state.peers.add(peer);
+    if (!state.online.has(peer)) renderOnline();
+  }
+  addLine(`dm:${peer}`, message);
+}
+
+function firstTime(message) {
+  // History and live messages may overlap (a reconnect, several tabs): show each once.
+  if (!message.id) return true;
+  if (state.seen.has(message.id)) return false;
+  state.seen.add(message.id);
+  return true;
 }
 
 // -- the socket ------------------------------------------------------------------------
@@ -244,7 +271,12 @@ function handle(message) {
       state.online = new Set(message.online);
       for (const early of state.early) applyPresence(early);
       state.early = null;
+      $("worker").textContent = `worker ${message.pid} · node ${String(message.node).slice(0, 8)}`;
+      $("worker").title = `this tab is served by process ${message.pid} (node ${message.node})`;
       renderOnline();
+      break;
+    case "history":
+      for (const old of message.messages) handle(old);
       break;
     case "presence":
       if (state.early) state.early.push(message);
@@ -253,11 +285,9 @@ function handle(message) {
         renderOnline();
       }
       break;
-    case "dm": {
-      const peer = message.from === state.me ? message.to : message.from;
-      addLine(`dm:${peer}`, message);
+    case "dm":
+      if (firstTime(message)) showDm(message);
       break;
-    }
     case "joined":
       state.rooms.add(message.room);
       renderRooms();
@@ -275,7 +305,7 @@ function handle(message) {
       addLine(`room:${message.room}`, { text: message.text, ts: message.ts, kind: "notice" });
       break;
     case "announcement":
-      addLine(ANNOUNCEMENTS, { ...message, kind: "msg announcement" });
+      if (firstTime(message)) addLine(ANNOUNCEMENTS, { ...message, kind: "msg announcement" });
       break;
     case "error":
       addLine(state.active, { text: message.text, kind: "notice error" });

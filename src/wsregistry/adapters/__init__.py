@@ -8,6 +8,9 @@ Each adapter is an optional extra, imported only when its module is:
 
 This package itself is framework-free: it holds what every adapter shares.
 
+* :class:`EndpointOptions` lists the options every endpoint takes as keywords
+  (hooks, ``Origin`` allow-list, limits, refusal mode, inbound size, heartbeat).
+
 * The authentication hook returns an :class:`Identity` to admit a connection, or
   ``None`` (or raises :class:`Refuse`) to refuse it. It runs **before** the
   connection is accepted and registered.
@@ -48,9 +51,11 @@ from ._handshake import (
     RefusalMode,
     Refuse,
 )
+from ._session import EndpointOptions
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "EndpointOptions",
     "Identity",
     "LimitPolicy",
     "Refusal",

@@ -1,20 +1,36 @@
-"""Run an ASGI send eagerly: finish it in the caller when it does not wait (asyncio only).
+"""Run an ASGI send eagerly in a task of its own (asyncio on Python 3.12+ only).
 
 An ASGI ``send`` is a coroutine, but servers such as uvicorn complete it without
 suspending while the socket's write buffer has room. :meth:`EagerSender.start`
-steps the coroutine once: if it finished, the frame is written and no task was
-needed. If it suspended (the server applies back-pressure), the rest runs as an
-asyncio task and the sender stays busy until that task is done, so later frames
+runs it as an *eager* asyncio task (Python 3.12's ``eager_start``): the task
+steps the coroutine at once, inside the caller's call but as **its own task**
+(``asyncio.current_task()`` is the new task, with a copy of the caller's
+context). If it finished, the frame is written and the task was never
+scheduled. If it suspended (the server or a middleware waits), the rest runs in
+that same task, and the sender stays busy until it is done, so later frames
 wait their turn and keep their order.
+
+So an ASGI send always starts and ends in one task: a middleware that wraps
+``send`` in a cancel scope or sets a context variable (OpenTelemetry's ASGI
+middleware does) never sees its scope exited in another task, and its context
+variables never leak into the caller. Before Python 3.12 there are no eager
+tasks: :data:`EAGER_TASKS` is false and the Starlette transport has no fast
+path (the registry's writer tasks send every frame); there :meth:`EagerSender.start`
+creates a plain task, which starts at the next turn of the loop (the drop-in's
+sockets use that).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Generator
+import sys
+from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["EagerSender", "running_asyncio"]
+__all__ = ["EAGER_TASKS", "EagerSender", "running_asyncio"]
+
+EAGER_TASKS = sys.version_info >= (3, 12)
+"""Whether asyncio can start a task eagerly (Python 3.12+)."""
 
 
 def running_asyncio() -> bool:
@@ -27,7 +43,7 @@ def running_asyncio() -> bool:
 
 
 class EagerSender:
-    """Steps send coroutines in the caller; at most one of them is ever unfinished."""
+    """Starts send coroutines as eager tasks; at most one of them is ever unfinished."""
 
     __slots__ = ("_inflight",)
 
@@ -40,16 +56,17 @@ class EagerSender:
         return self._inflight is not None
 
     def start(self, send: Coroutine[Any, Any, None]) -> None:
-        """Run ``send`` until it finishes or first waits; a wait continues in a task.
+        """Run ``send`` in a new task started at once; a wait continues in that task.
 
         Must not be called while :attr:`busy`. Raises what ``send`` raises before
         its first wait.
         """
-        try:
-            waiting = send.send(None)
-        except StopIteration:
+        task = _eager_task(send)
+        if task.done():
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
             return
-        task = asyncio.get_running_loop().create_task(_finish(send, waiting))
         self._inflight = task
         task.add_done_callback(self._done)
 
@@ -71,31 +88,9 @@ class EagerSender:
             inflight.cancel()
 
 
-async def _finish(send: Coroutine[Any, Any, None], waiting: Any) -> None:
-    await _Resume(send, waiting)
-
-
-class _Resume:
-    """Awaitable that hands a suspended coroutine's pending wait back to the loop."""
-
-    __slots__ = ("_send", "_waiting")
-
-    def __init__(self, send: Coroutine[Any, Any, None], waiting: Any) -> None:
-        self._send = send
-        self._waiting = waiting
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        send, waiting = self._send, self._waiting
-        try:
-            while True:
-                try:
-                    value = yield waiting
-                except GeneratorExit:
-                    send.close()
-                    raise
-                except BaseException as exc:
-                    waiting = send.throw(exc)
-                else:
-                    waiting = send.send(value)
-        except StopIteration:
-            return
+def _eager_task(send: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """An eager task on Python 3.12+; before, a plain task (it starts at the next loop turn)."""
+    loop = asyncio.get_running_loop()
+    if sys.version_info >= (3, 12):
+        return asyncio.Task(send, loop=loop, eager_start=True)
+    return loop.create_task(send)

@@ -17,11 +17,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from .._types import Key, check_group, check_key
 from ..codes import CloseCode
 from ..errors import WSRegistryError
 
 if TYPE_CHECKING:
+    from .. import Key
     from ..connection import Connection
     from ..registry import Registry
 
@@ -247,13 +247,24 @@ class Policy:
                 del pending[key]
 
     def to_evict(self, registry: Registry, newest: Connection) -> list[Connection]:
-        """The oldest connections of ``newest.key`` beyond the limit (evict-oldest policy)."""
+        """The oldest connections of ``newest.key`` beyond the limit (evict-oldest policy).
+
+        Only connections registered **before** ``newest`` count: when two
+        connections of a key register at nearly the same time, the older one
+        never evicts the newer one (which would close both).
+        """
         limit = self.max_connections_per_key
         if limit is None or self.limit_policy is not LimitPolicy.EVICT_OLDEST:
             return []
-        others = [conn for conn in registry.lookup(newest.key) if conn is not newest]
-        excess = len(others) + 1 - limit
-        return others[:excess] if excess > 0 else []
+        older: list[Connection] = []
+        for conn in registry.lookup(newest.key):  # oldest first
+            if conn is newest:
+                break
+            older.append(conn)
+        else:
+            return []  # newest is gone already: it evicts nobody
+        excess = len(older) + 1 - limit
+        return older[:excess] if excess > 0 else []
 
     def too_big(self, data: str | bytes) -> bool:
         """Whether an inbound message exceeds ``max_message_size`` (UTF-8 bytes for text)."""
@@ -290,6 +301,22 @@ def check_heartbeat(interval: float | None, timeout: float | None) -> None:
             raise ValueError(f"{name} must be > 0, got {value}")
     if timeout is not None and interval is None:
         raise ValueError("heartbeat_timeout needs heartbeat_interval")
+
+
+def check_key(key: object) -> Key:
+    """Return ``key`` if it is a registry key (``str`` or ``int``), else raise ``TypeError``."""
+    if isinstance(key, (str, int)) and not isinstance(key, bool):
+        return key
+    raise TypeError(f"a key must be str or int, got {type(key).__name__}: {key!r}")
+
+
+def check_group(group: object) -> str:
+    """Return ``group`` if it is a group name (a non-empty ``str``), else raise."""
+    if not isinstance(group, str):
+        raise TypeError(f"a group name must be str, got {type(group).__name__}: {group!r}")
+    if not group:
+        raise ValueError("a group name must not be empty")
+    return group
 
 
 EnumT = TypeVar("EnumT", LimitPolicy, RefusalMode)

@@ -61,10 +61,13 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-isolati
 
 from ..registry import Registry
 from ._handshake import Identity, LimitPolicy, RefusalMode, Refuse
+from ._session import EndpointOptions
+from ._workers import warn_if_split
 from .starlette import RegistryEndpoint, StarletteTransport
 
 __all__ = [
     "STATE_KEY",
+    "EndpointOptions",
     "Identity",
     "LimitPolicy",
     "RefusalMode",
@@ -109,6 +112,7 @@ def registry_lifespan(
     @asynccontextmanager
     async def run(app: Any) -> AsyncIterator[dict[str, Any]]:
         async with registry:
+            warn_if_split(registry)
             if lifespan is None:
                 yield {STATE_KEY: registry}
                 return

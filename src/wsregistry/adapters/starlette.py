@@ -82,12 +82,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
 try:
     from starlette.responses import PlainTextResponse
+    from starlette.routing import WebSocketRoute
     from starlette.websockets import WebSocket, WebSocketDisconnect
 except ImportError as exc:  # pragma: no cover - exercised by the import-isolation test
     raise ImportError(
@@ -95,25 +96,22 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-isolati
     ) from exc
 
 from ..codes import CloseCode
-from ._eager import EagerSender, running_asyncio
-from ._handshake import (
-    DEFAULT_MAX_MESSAGE_SIZE,
-    Identity,
-    LimitPolicy,
-    Refusal,
-    RefusalMode,
-    Refuse,
-)
-from ._session import HEARTBEAT_MESSAGE, Endpoint, OnConnection, OnMessage
+from ._eager import EAGER_TASKS, EagerSender, running_asyncio
+from ._frames import shared_frame
+from ._handshake import Identity, LimitPolicy, Refusal, RefusalMode, Refuse
+from ._session import Endpoint, EndpointOptions
+from ._uvicorn_direct import find_direct_path
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
 
     from starlette.types import Receive, Scope, Send
+    from typing_extensions import Unpack
 
     from ..registry import Registry
 
 __all__ = [
+    "EndpointOptions",
     "Identity",
     "LimitPolicy",
     "RefusalMode",
@@ -132,27 +130,43 @@ class StarletteTransport:
     and waits while the server applies back-pressure. ``close`` is idempotent
     and ignores sockets that are already closed.
 
-    On asyncio, ``send_nowait`` runs the ASGI send in the caller: servers such
-    as uvicorn finish it without waiting while the socket's buffer has room, so
-    a broadcast writes directly instead of starting a writer task per
-    connection. If the server does make it wait, the rest of that send finishes
-    in a task and ``send_nowait`` answers ``False`` until it is done (the
-    registry queues meanwhile), so frames keep their order. On trio it always
-    answers ``False`` and the registry queues every message.
+    Under uvicorn, frames take the **direct path** when that is provably the
+    same as the ASGI send (no middleware that could observe ``send``, no
+    compression negotiated, the socket open and writable; the operations
+    guide has the details): the frame is built once per
+    payload - a broadcast shares it between every connection - and written to
+    uvicorn's transport at once, by ``send_nowait`` and by ``send`` alike;
+    ``abort`` then drops the TCP connection. Otherwise, on asyncio with Python
+    3.12 or later, ``send_nowait`` starts the ASGI send as an eager task:
+    servers such as uvicorn finish it without waiting while
+    the socket's buffer has room, so a broadcast writes directly instead of
+    going through the registry's writer tasks. The send starts and ends in that
+    one task (never in the caller's), so middleware that wraps ``send`` in a
+    cancel scope or a context variable works. If the send waits, it finishes in
+    its task and ``send_nowait`` answers ``False`` until it is done (the
+    registry queues meanwhile), so frames keep their order. On trio and before
+    Python 3.12 it always answers ``False`` and the registry's writers send.
 
     Args:
-        websocket: an accepted ``starlette.websockets.WebSocket``.
+        websocket: a ``starlette.websockets.WebSocket`` (accepted before the
+            first send).
+        direct: allow the direct path into uvicorn (``False``: always the ASGI
+            send; the ``WSREGISTRY_UVICORN_DIRECT=0`` environment variable turns it
+            off for the whole process).
     """
 
-    __slots__ = ("_aborted", "_eager", "_scope", "websocket")
+    __slots__ = ("_aborted", "_direct", "_eager", "_scope", "websocket")
 
-    def __init__(self, websocket: WebSocket) -> None:
+    def __init__(self, websocket: WebSocket, *, direct: bool = True) -> None:
         if not isinstance(websocket, WebSocket):
             raise TypeError(f"expected a starlette WebSocket, got {type(websocket).__name__}")
         self.websocket = websocket
         self._scope: anyio.CancelScope | None = None
         self._aborted = False
-        self._eager = EagerSender() if running_asyncio() else None
+        asyncio_loop = running_asyncio()
+        self._eager = EagerSender() if EAGER_TASKS and asyncio_loop else None
+        # the ASGI send the app was given (Starlette keeps it as ``_send``)
+        self._direct = find_direct_path(websocket._send) if direct and asyncio_loop else None
 
     def __repr__(self) -> str:
         client = self.websocket.client
@@ -163,13 +177,19 @@ class StarletteTransport:
         """Send one frame; raises when the socket is closed or broken."""
         if self._eager is not None:
             await self._eager.wait()
+        direct = self._direct
+        if direct is not None and direct.writable():
+            direct.write(shared_frame(data))
+            return
         if isinstance(data, str):
             await self.websocket.send_text(data)
         else:
             await self.websocket.send_bytes(data)
 
     def send_nowait(self, data: str | bytes) -> bool:
-        """Write one frame now if the server takes it without waiting (asyncio only).
+        """Write one frame now if the server takes it without waiting.
+
+        On the direct path into uvicorn, or on asyncio with Python 3.12+.
 
         Returns:
             ``True`` if the frame was handed to the server (a send the server
@@ -180,7 +200,13 @@ class StarletteTransport:
             Exception: what the ASGI send raises when the socket is closed or broken.
         """
         eager = self._eager
-        if eager is None or eager.busy:
+        if eager is not None and eager.busy:
+            return False  # an ASGI send is under way: frames keep their order
+        direct = self._direct
+        if direct is not None and direct.writable():
+            direct.write(shared_frame(data))
+            return True
+        if eager is None:
             return False
         if isinstance(data, str):
             eager.start(self.websocket.send({"type": "websocket.send", "text": data}))
@@ -200,10 +226,12 @@ class StarletteTransport:
     def abort(self) -> None:
         """Stop serving the socket at once: ends the endpoint's receive loop.
 
-        ASGI cannot drop the TCP connection itself; the server closes it when
-        the endpoint returns.
+        On the direct path the TCP connection is dropped at once; otherwise
+        (ASGI cannot drop it) the server closes it when the endpoint returns.
         """
         self._aborted = True
+        if self._direct is not None:
+            self._direct.abort()
         if self._eager is not None:
             self._eager.cancel()
         if self._scope is not None:
@@ -226,30 +254,11 @@ class RegistryEndpoint(Endpoint[WebSocket]):
         registry: the registry to register sockets in.
         authenticate: ``async (websocket) -> Identity | None``; runs before
             accept. ``None`` or :class:`Refuse` refuses the socket.
-        on_message: ``async (conn, data)`` for every inbound message (``str``
-            for text frames, ``bytes`` for binary), one at a time per
-            connection. An exception closes that connection with 1011.
-        on_connect: ``async (conn)`` once registered, before the first message.
-        on_disconnect: ``async (conn)`` after unregistering, on every exit path
-            (shielded from cancellation, bounded by the registry's ``close_timeout``).
-        allowed_origins: origins allowed to connect (``scheme://host[:port]``);
-            ``None`` (default) checks nothing.
-        allow_missing_origin: admit requests without ``Origin`` (default ``True``).
-        max_connections_per_key: most connections one key may hold in this
-            process (``None``: unlimited).
-        limit_policy: ``"reject_new"`` (default) or ``"evict_oldest"``.
-        refusal: ``"http"`` (default, refuse before accept) or ``"close"``
-            (accept, then close 44xx).
-        max_message_size: most bytes in one inbound message (default 1 MiB;
-            ``None``: no check here); larger messages close the socket with 1009.
-        heartbeat_interval: seconds between app-level heartbeats (``None``, the
-            default: rely on the server's protocol pings).
-        heartbeat_timeout: close (1011) a peer that sends nothing within this
-            many seconds of a heartbeat.
-        heartbeat_message: the heartbeat sent (serialised like any message).
         subprotocols: subprotocols the endpoint speaks, by preference; the
             first one the client offers is selected at accept (browsers fail a
             handshake that offered subprotocols and got none back).
+        **options: the endpoint options (hooks, ``Origin`` allow-list, limits,
+            heartbeat), described once in :class:`~wsregistry.adapters.EndpointOptions`.
 
     Raises:
         TypeError, ValueError: an option has the wrong type or value.
@@ -260,39 +269,25 @@ class RegistryEndpoint(Endpoint[WebSocket]):
         registry: Registry,
         *,
         authenticate: Callable[[WebSocket], Awaitable[Identity | None]],
-        on_message: OnMessage | None = None,
-        on_connect: OnConnection | None = None,
-        on_disconnect: OnConnection | None = None,
-        allowed_origins: Iterable[str] | None = None,
-        allow_missing_origin: bool = True,
-        max_connections_per_key: int | None = None,
-        limit_policy: LimitPolicy | str = LimitPolicy.REJECT_NEW,
-        refusal: RefusalMode | str = RefusalMode.HTTP,
-        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-        heartbeat_interval: float | None = None,
-        heartbeat_timeout: float | None = None,
-        heartbeat_message: Any = HEARTBEAT_MESSAGE,
         subprotocols: Sequence[str] = (),
+        **options: Unpack[EndpointOptions],
     ) -> None:
         if isinstance(subprotocols, str):
             raise TypeError("subprotocols must be a sequence of names, not a single str")
         self._subprotocols = tuple(subprotocols)
-        super().__init__(
-            registry,
-            authenticate=authenticate,
-            on_message=on_message,
-            on_connect=on_connect,
-            on_disconnect=on_disconnect,
-            allowed_origins=allowed_origins,
-            allow_missing_origin=allow_missing_origin,
-            max_connections_per_key=max_connections_per_key,
-            limit_policy=limit_policy,
-            refusal=refusal,
-            max_message_size=max_message_size,
-            heartbeat_interval=heartbeat_interval,
-            heartbeat_timeout=heartbeat_timeout,
-            heartbeat_message=heartbeat_message,
-        )
+        super().__init__(registry, authenticate=authenticate, **options)
+
+    def route(self, path: str, *, name: str | None = None) -> WebSocketRoute:
+        """A plain Starlette route serving this endpoint at ``path``.
+
+        Mount it on a Starlette app (``routes=[endpoint.route("/ws")]``) or a
+        FastAPI one (``app.router.routes.append(endpoint.route("/ws"))``). On
+        FastAPI it skips the dependency-injection machinery of
+        ``add_api_websocket_route``, which costs several KiB per connection;
+        use ``add_api_websocket_route(path, endpoint.handle)`` instead when the
+        route needs FastAPI dependencies.
+        """
+        return WebSocketRoute(path, self, name=name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI interface: serve one WebSocket connection."""

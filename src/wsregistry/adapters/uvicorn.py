@@ -24,6 +24,7 @@ available: clients get 1012 from uvicorn and should reconnect.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +79,10 @@ def run(app: Any, *, registry: Registry, **config: Any) -> None:
 
     Serves in this process: ``workers`` and ``reload`` are not supported (run
     several processes with a shared backend instead). Blocks until the server
-    stops (Ctrl-C / SIGTERM).
+    stops (Ctrl-C / SIGTERM) and returns quietly then: the shutdown already
+    delivered what was queued and closed the sockets with 1001, so the
+    ``KeyboardInterrupt`` that asyncio raises again after a Ctrl-C is not
+    propagated as a traceback.
 
     Raises:
         ValueError: ``workers`` or ``reload`` was given.
@@ -86,4 +90,5 @@ def run(app: Any, *, registry: Registry, **config: Any) -> None:
     for option in ("workers", "reload"):
         if config.get(option):
             raise ValueError(f"wsregistry.adapters.uvicorn.run() does not support {option}=")
-    Server(uvicorn.Config(app, **config), registry=registry).run()
+    with contextlib.suppress(KeyboardInterrupt):  # the server shut down gracefully on Ctrl-C
+        Server(uvicorn.Config(app, **config), registry=registry).run()

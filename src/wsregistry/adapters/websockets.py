@@ -57,6 +57,7 @@ queues and awaits ``send``, so per-connection order holds either way.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -68,7 +69,6 @@ try:
     from websockets.asyncio.server import ServerConnection
     from websockets.asyncio.server import serve as _ws_serve
     from websockets.exceptions import ConnectionClosed
-    from websockets.frames import Frame, Opcode
     from websockets.protocol import Side, State
 except ImportError as exc:  # pragma: no cover - exercised by the import-isolation test
     raise ImportError(
@@ -76,6 +76,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-isolati
     ) from exc
 
 from ..codes import CloseCode
+from ._frames import shared_frame
 from ._handshake import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Identity,
@@ -84,25 +85,28 @@ from ._handshake import (
     RefusalMode,
     Refuse,
 )
-from ._session import Endpoint, OnConnection, OnMessage
+from ._session import OPTION_NAMES, Endpoint, EndpointOptions, Serving
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
+    from typing_extensions import Unpack
     from websockets.asyncio.server import Server
     from websockets.http11 import Request, Response
 
     from ..registry import Registry
 
 __all__ = [
+    "EndpointOptions",
     "Identity",
     "LimitPolicy",
     "RefusalMode",
     "Refuse",
     "RegistryHandler",
+    "RegistryServerConnection",
     "WebsocketsTransport",
     "serve",
 ]
+
+logger = logging.getLogger("wsregistry")
 
 
 class WebsocketsTransport:
@@ -161,7 +165,7 @@ class WebsocketsTransport:
             and not protocol.writes
             and not protocol.expect_continuation_frame
         ):
-            connection.transport.write(_shared_frame(data))
+            connection.transport.write(shared_frame(data))
             return True
         if isinstance(data, str):
             protocol.send_text(data.encode())
@@ -179,27 +183,42 @@ class WebsocketsTransport:
         self.connection.transport.abort()
 
 
-_last_frame: tuple[str | bytes, bytes] | None = None
+class RegistryServerConnection(ServerConnection):
+    """A ``ServerConnection`` that reports at once when it stops being open.
 
-
-def _shared_frame(data: str | bytes) -> bytes:
-    """The unmasked, uncompressed frame of ``data``; built once per payload object.
-
-    A broadcast hands the same payload object to every connection, so all but
-    the first reuse the frame. The (payload, frame) pair is swapped as a whole,
-    so a registry in another thread can only miss the cache, never read a
-    frame of another payload.
+    ``websockets`` decides to close a connection inside its protocol callbacks
+    (an inbound message over ``max_size`` closes with 1009, a protocol error
+    with 1002) but wakes ``recv()`` only once the TCP connection is gone, which
+    a peer that ignores the close frame can delay until the next ping times out
+    (forever with pings off). :func:`serve` uses this class
+    (``create_connection``) so that :class:`RegistryHandler` unregisters the
+    connection as soon as the server decides to close it. Pass
+    ``create_connection=RegistryServerConnection`` to your own
+    ``websockets.asyncio.server.serve`` call for the same behaviour.
     """
-    global _last_frame
-    last = _last_frame
-    if last is not None and last[0] is data:
-        return last[1]
-    if isinstance(data, str):
-        frame = Frame(Opcode.TEXT, data.encode()).serialize(mask=False)
-    else:
-        frame = Frame(Opcode.BINARY, data).serialize(mask=False)
-    _last_frame = (data, frame)
-    return frame
+
+    _on_closing: Callable[[], None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the protocol; report a closing connection to the handler."""
+        super().data_received(data)
+        self._check_open()
+
+    def eof_received(self) -> None:
+        """The peer half-closed the TCP connection; report it to the handler."""
+        super().eof_received()
+        self._check_open()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The TCP connection is gone; report it to the handler."""
+        super().connection_lost(exc)
+        self._check_open()
+
+    def _check_open(self) -> None:
+        callback = self._on_closing
+        if callback is not None and self.protocol.state is not State.OPEN:
+            self._on_closing = None
+            callback()
 
 
 class RegistryHandler(Endpoint[ServerConnection]):
@@ -214,19 +233,12 @@ class RegistryHandler(Endpoint[ServerConnection]):
             ``connection.request`` (path, headers) and ``remote_address``. Runs
             in the HTTP handshake in strict mode, right after it in
             browser-friendly mode; ``None`` or :class:`Refuse` refuses.
-        on_message: ``async (conn, data)`` for every inbound message, one at a
-            time per connection; an exception closes that connection with 1011.
-        on_connect: ``async (conn)`` once registered.
-        on_disconnect: ``async (conn)`` after unregistering, on every exit path.
-        allowed_origins: origins allowed to connect; ``None`` checks nothing.
-        allow_missing_origin: admit requests without ``Origin`` (default ``True``).
-        max_connections_per_key: most connections per key in this process.
-        limit_policy: ``"reject_new"`` (default) or ``"evict_oldest"``.
-        refusal: ``"http"`` (default) or ``"close"`` (accept, then close 44xx).
-            Without ``process_request`` installed, strict mode closes with 1008
-            after the handshake.
-        max_message_size: most bytes per inbound message (also give it to the
-            server as ``max_size``); larger ones close with 1009.
+        **options: the endpoint options (hooks, ``Origin`` allow-list, limits,
+            ``refusal``, ``max_message_size``, heartbeat), described once in
+            :class:`~wsregistry.adapters.EndpointOptions`. In strict refusal mode
+            without ``process_request`` installed, refusals close with 1008 after
+            the handshake; give the server ``max_size`` equal to
+            ``max_message_size``.
 
     Raises:
         TypeError, ValueError: an option has the wrong type or value.
@@ -237,29 +249,9 @@ class RegistryHandler(Endpoint[ServerConnection]):
         registry: Registry,
         *,
         authenticate: Callable[[ServerConnection], Awaitable[Identity | None]],
-        on_message: OnMessage | None = None,
-        on_connect: OnConnection | None = None,
-        on_disconnect: OnConnection | None = None,
-        allowed_origins: Iterable[str] | None = None,
-        allow_missing_origin: bool = True,
-        max_connections_per_key: int | None = None,
-        limit_policy: LimitPolicy | str = LimitPolicy.REJECT_NEW,
-        refusal: RefusalMode | str = RefusalMode.HTTP,
-        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        **options: Unpack[EndpointOptions],
     ) -> None:
-        super().__init__(
-            registry,
-            authenticate=authenticate,
-            on_message=on_message,
-            on_connect=on_connect,
-            on_disconnect=on_disconnect,
-            allowed_origins=allowed_origins,
-            allow_missing_origin=allow_missing_origin,
-            max_connections_per_key=max_connections_per_key,
-            limit_policy=limit_policy,
-            refusal=refusal,
-            max_message_size=max_message_size,
-        )
+        super().__init__(registry, authenticate=authenticate, **options)
         self._admitted: weakref.WeakKeyDictionary[ServerConnection, Identity] = (
             weakref.WeakKeyDictionary()
         )
@@ -303,7 +295,40 @@ class RegistryHandler(Endpoint[ServerConnection]):
             except ConnectionClosed:
                 return None
 
-        await self._run(WebsocketsTransport(connection), identity, receive)
+        def watch(serving: Serving) -> None:
+            def closing() -> None:
+                protocol = connection.protocol
+                # The server decided to close (oversize, protocol error): it reads nothing
+                # more, so the receive loop ends too. A peer that closed or dropped: what it
+                # sent before is still handed to on_message, then recv() reports the end.
+                decided = protocol.close_sent is not None and protocol.close_rcvd is None
+                if decided:
+                    _log_server_close(connection, serving)
+                serving.peer_gone(stop=decided)
+
+            if isinstance(connection, RegistryServerConnection):
+                connection._on_closing = closing
+                connection._check_open()  # it may have changed since the handshake
+            else:  # any ServerConnection: learn of the TCP connection's end at once
+                connection.connection_lost_waiter.add_done_callback(lambda _: closing())
+
+        await self._run(WebsocketsTransport(connection), identity, receive, watch=watch)
+
+
+def _log_server_close(connection: ServerConnection, serving: Serving) -> None:
+    """Log a close the server decided (oversize, protocol error), at INFO like the others."""
+    protocol = connection.protocol
+    sent, received = protocol.close_sent, protocol.close_rcvd
+    if sent is None or received is not None or serving.conn.close_code is not None:
+        return  # the peer closed first, the registry closed it, or the TCP connection dropped
+    if sent.code == CloseCode.MESSAGE_TOO_BIG:
+        logger.info(
+            "closing %r: inbound message of over %s bytes",
+            serving.conn,
+            protocol.max_message_size,
+        )
+    else:
+        logger.info("closing %r: %s (%s)", serving.conn, sent.reason or "protocol error", sent.code)
 
 
 @asynccontextmanager
@@ -313,15 +338,6 @@ async def serve(
     port: int | None = None,
     *,
     authenticate: Callable[[ServerConnection], Awaitable[Identity | None]],
-    on_message: OnMessage | None = None,
-    on_connect: OnConnection | None = None,
-    on_disconnect: OnConnection | None = None,
-    allowed_origins: Iterable[str] | None = None,
-    allow_missing_origin: bool = True,
-    max_connections_per_key: int | None = None,
-    limit_policy: LimitPolicy | str = LimitPolicy.REJECT_NEW,
-    refusal: RefusalMode | str = RefusalMode.HTTP,
-    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
     ping_interval: float | None = 20,
     ping_timeout: float | None = 20,
     **kwargs: Any,
@@ -339,22 +355,15 @@ async def serve(
         host: interface to bind (``None``: all).
         port: TCP port (0: any free port).
         authenticate: see :class:`RegistryHandler`.
-        on_message: see :class:`RegistryHandler`.
-        on_connect: see :class:`RegistryHandler`.
-        on_disconnect: see :class:`RegistryHandler`.
-        allowed_origins: see :class:`RegistryHandler`.
-        allow_missing_origin: see :class:`RegistryHandler`.
-        max_connections_per_key: see :class:`RegistryHandler`.
-        limit_policy: see :class:`RegistryHandler`.
-        refusal: see :class:`RegistryHandler`.
-        max_message_size: see :class:`RegistryHandler`; also the server's ``max_size``.
         ping_interval: seconds between protocol pings (``None``: no heartbeat).
         ping_timeout: seconds to wait for a pong before closing with 1011.
-        **kwargs: more options of ``websockets.asyncio.server.serve``
-            (``ssl``, ``compression``, ``write_limit``, ...). ``close_timeout``
-            defaults to the registry's: a peer that stops answering pings is
-            dropped (and unregistered) within ``ping_interval + ping_timeout +
-            close_timeout`` seconds.
+        **kwargs: the endpoint options of :class:`~wsregistry.adapters.EndpointOptions`
+            (``max_message_size`` is also the server's ``max_size``), and more
+            options of ``websockets.asyncio.server.serve`` (``ssl``,
+            ``compression``, ``write_limit``, ...). ``close_timeout`` defaults to
+            the registry's: a peer that stops answering pings is dropped (and
+            unregistered) within ``ping_interval + ping_timeout + close_timeout``
+            seconds.
 
     Raises:
         TypeError, ValueError: an option has the wrong type or value.
@@ -362,20 +371,11 @@ async def serve(
     for name in ("process_request", "max_size", "handler"):
         if name in kwargs:
             raise TypeError(f"serve() sets {name} itself; use RegistryHandler for full control")
-    handler = RegistryHandler(
-        registry,
-        authenticate=authenticate,
-        on_message=on_message,
-        on_connect=on_connect,
-        on_disconnect=on_disconnect,
-        allowed_origins=allowed_origins,
-        allow_missing_origin=allow_missing_origin,
-        max_connections_per_key=max_connections_per_key,
-        limit_policy=limit_policy,
-        refusal=refusal,
-        max_message_size=max_message_size,
-    )
+    options: dict[str, Any] = {name: kwargs.pop(name) for name in OPTION_NAMES & kwargs.keys()}
+    handler = RegistryHandler(registry, authenticate=authenticate, **options)
+    max_message_size = options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE)
     kwargs.setdefault("close_timeout", registry.close_timeout)
+    kwargs.setdefault("create_connection", RegistryServerConnection)
     async with _ws_serve(
         handler,
         host,

@@ -21,10 +21,15 @@ __all__ = ["MemoryBackend", "MemoryHub"]
 
 
 class MemoryHub:
-    """A set of in-memory nodes that see each other, like one broker."""
+    """A set of in-memory nodes that see each other, like one broker.
+
+    Attributes:
+        shared: whether more than one registry has joined (read, do not set).
+    """
 
     def __init__(self) -> None:
         self._nodes: dict[str, LocalNode] = {}
+        self.shared = False  # whether more than one node has joined
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -32,10 +37,12 @@ class MemoryHub:
     def join(self, node: LocalNode) -> None:
         """Add ``node`` (a started registry) to the hub."""
         self._nodes[node.node_id] = node
+        self.shared = len(self._nodes) > 1
 
     def leave(self, node: LocalNode) -> None:
         """Remove ``node`` from the hub. Idempotent."""
         self._nodes.pop(node.node_id, None)
+        self.shared = len(self._nodes) > 1
 
     def others(self, node_id: str) -> list[LocalNode]:
         """Every node of the hub but ``node_id``."""
@@ -61,7 +68,7 @@ class MemoryBackend(Backend):
     @property
     def reaches_other_nodes(self) -> bool:
         """Whether another registry shares the hub (a lone registry publishes nothing)."""
-        return len(self._hub) > 1
+        return self._hub.shared
 
     async def start(self, node: LocalNode) -> None:
         """Join the hub (again, when the registry is entered again)."""

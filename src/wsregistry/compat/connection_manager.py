@@ -1,6 +1,7 @@
 """A drop-in for the hand-written FastAPI ``ConnectionManager``, backed by the registry.
 
-Many applications carry a manager like this one::
+Many applications carry a manager like this one (often named
+``WebSocketManager``; the name does not matter)::
 
     class ConnectionManager:
         def __init__(self):
@@ -26,36 +27,50 @@ The behaviour changes are listed in the migration guide (``docs/migration.md``).
 The registry needs a running lifecycle. Either give FastAPI the manager's
 lifespan (``FastAPI(lifespan=manager.lifespan)``, or enter
 ``manager.lifespan(app)`` in your own), which also closes every socket with
-1001 on shutdown; or let the first call start it lazily (asyncio only).
+1001 on shutdown; or let the first :meth:`ConnectionManager.connect` start it
+on the loop that serves the sockets (asyncio only). Calls made while it is not
+running (no lifespan, nobody connected yet) start nothing: nobody is online
+then. Calls from another thread's event loop (``asyncio.run`` in a worker
+thread) are carried out by the registry's own loop.
+
+Tests that mock the WebSocket work: anything with the methods the manager calls
+(``accept``, ``send_text``, ``send_bytes``, ``send_json``, ``close``) is
+accepted, and a message is written with the socket's own ``send_json``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
+import logging
 import os
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendUnavailable, NotConnected, RegistryClosed, RegistryNotStarted
+import anyio.lowlevel
+
+from ..adapters._handshake import check_key
+from ..errors import BackendUnavailable, NotConnected, RegistryClosed
 from ..registry import Registry
+from ._managed import NOT_RUNNING, LazyRunner, SocketTransport, check_socket
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
-    from .._types import Key
+    from .. import Key
     from ..backends.base import Backend
     from ..connection import Connection
 
 __all__ = [
+    "MFA_DETAIL",
     "REDIS_NAMESPACE_ENV",
     "REDIS_URL_ENV",
     "REQUIRED_MESSAGES",
     "ConnectionManager",
     "get_websocket_manager",
+    "logger",
     "notify_frontend",
 ]
 
@@ -67,6 +82,15 @@ REDIS_NAMESPACE_ENV = "WSREGISTRY_REDIS_NAMESPACE"
 
 REQUIRED_MESSAGES = frozenset({"MFA_REQUIRED"})
 """``json_data["message"]`` values that :func:`notify_frontend` must deliver (else HTTP 400)."""
+
+MFA_DETAIL = "No WebSocket connection for user {user_id}"
+"""The ``detail`` of :func:`notify_frontend`'s HTTP 400 (``str.format`` with ``user_id``)."""
+
+logger = logging.getLogger(__name__)
+"""Where connect and disconnect lines go (INFO, ``WebSocket connected for user 42``).
+
+Configure it like any logger (its name is ``wsregistry.compat.connection_manager``),
+patch it in tests, or give a manager its own (``ConnectionManager(logger=...)``)."""
 
 # The connection registered by the current handler task: lets ``disconnect(user_id)``
 # remove the caller's own connection, never a newer tab or reconnect of the same user.
@@ -83,28 +107,38 @@ class ConnectionManager:
             with a :class:`~wsregistry.backends.redis.RedisBackend` for several
             workers, or use :func:`get_websocket_manager`, which reads
             ``WSREGISTRY_REDIS_URL``.
+        logger: where connect and disconnect lines go (default: :data:`logger`).
 
     Attributes:
         registry: the registry behind the manager, for everything the old
             interface cannot say (groups, presence, stats).
     """
 
-    def __init__(self, registry: Registry | None = None) -> None:
+    def __init__(
+        self, registry: Registry | None = None, *, logger: logging.Logger | None = None
+    ) -> None:
         if registry is not None and not isinstance(registry, Registry):
             raise TypeError(
                 f"registry must be a wsregistry Registry, got {type(registry).__name__}"
             )
         self.registry = registry if registry is not None else Registry()
+        self._logger = logger
         self._sockets: weakref.WeakKeyDictionary[Connection, WebSocket] = (
             weakref.WeakKeyDictionary()
         )
-        self._runner: asyncio.Task[None] | None = None
-        self._ready: asyncio.Future[None] | None = None
-        self._stop: asyncio.Event | None = None
-        self._lifespan_over = False
+        self._runner = LazyRunner(self.registry)
 
     def __repr__(self) -> str:
-        return f"<ConnectionManager {self.registry!r}>"
+        return f"<{type(self).__name__} {self.registry!r}>"
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The logger of connect and disconnect lines.
+
+        The module's :data:`logger` unless one was given, looked up at each
+        line, so patching the module's logger works.
+        """
+        return self._logger if self._logger is not None else logger
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -116,50 +150,18 @@ class ConnectionManager:
         enter it in your own lifespan. On exit, queued messages are drained and
         the sockets still open are closed with 1001 (plain uvicorn closes them
         with 1012 before the lifespan ends; see :mod:`wsregistry.adapters.uvicorn`).
+        Entered again after it ended (a test suite that opens a ``TestClient``
+        per test), it starts a fresh run.
         """
-        try:
-            async with self.registry:
-                yield
-        finally:
-            self._lifespan_over = True
+        async with self._runner.lifespan():
+            yield
 
     async def aclose(self) -> None:
-        """Stop a registry that the manager started lazily. Idempotent.
+        """Stop a registry that :meth:`connect` started lazily. Idempotent.
 
         Does nothing when the registry runs under :meth:`lifespan`.
         """
-        runner = self._runner
-        if runner is None or self._stop is None:
-            return
-        self._stop.set()
-        await runner
-
-    async def _ensure_running(self, operation: str) -> None:
-        """Start the registry on first use when no lifespan started it (asyncio only)."""
-        if self.registry.running:
-            return
-        if self._lifespan_over:
-            raise RegistryClosed(operation)
-        if self._ready is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                raise RegistryNotStarted(operation) from None
-            self._ready = loop.create_future()
-            self._stop = asyncio.Event()
-            self._runner = loop.create_task(self._run(self._ready, self._stop))
-        await asyncio.shield(self._ready)
-
-    async def _run(self, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
-        try:
-            async with self.registry:
-                ready.set_result(None)
-                await stop.wait()
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
-            if not isinstance(exc, Exception):
-                raise
+        await self._runner.aclose()
 
     # -- the hand-written manager's interface ------------------------------------------
 
@@ -176,17 +178,31 @@ class ConnectionManager:
     async def connect(self, user_id: Key, websocket: WebSocket) -> None:
         """Accept ``websocket`` and register it under ``user_id``, next to the user's other tabs.
 
-        Raises:
-            TypeError: ``user_id`` is not ``str``/``int``.
-            RegistryNotStarted: no lifespan runs and the loop is not asyncio.
-        """
-        from ..adapters.starlette import StarletteTransport
+        Both arguments are checked **before** the socket is accepted; any object
+        with the methods the manager calls (``accept``, ``send_text``,
+        ``send_bytes``, ``send_json``, ``close``) will do, a mock too. Starts
+        the registry on this event loop when no lifespan did.
 
+        Raises:
+            TypeError: ``user_id`` is not ``str``/``int``, or ``websocket`` lacks
+                one of those methods (nothing was accepted then).
+            RegistryNotStarted: no lifespan runs and the loop is not asyncio.
+            RegistryClosed: the registry is shutting down (the socket is
+                closed with 1001).
+        """
+        check_key(user_id)
+        check_socket(websocket)
         await websocket.accept()
-        await self._ensure_running("connect")
-        conn = await self.registry.connect(StarletteTransport(websocket), key=user_id)
+        await self._runner.start_here("connect")
+        transport = SocketTransport(websocket)
+        try:
+            conn = await self.registry.connect(transport, key=user_id)
+        except RegistryClosed:
+            await transport.close(1001, "server shutdown")
+            raise
         self._sockets[conn] = websocket
         _own_connection.set(conn)
+        self.logger.info("WebSocket connected for user %s", user_id)
 
     def disconnect(self, user_id: Key, websocket: WebSocket | None = None) -> None:
         """Unregister a connection of ``user_id`` (synchronous, idempotent; the socket stays open).
@@ -203,37 +219,56 @@ class ConnectionManager:
             for conn in self.registry.lookup(user_id):
                 if self._sockets.get(conn) is websocket:
                     self.registry.disconnect_nowait(conn)
-            return
-        own = _own_connection.get()
-        if own is not None and own.key == user_id:
-            self.registry.disconnect_nowait(own)
-            return
-        for conn in self.registry.lookup(user_id):
-            self.registry.disconnect_nowait(conn)
+        else:
+            own = _own_connection.get()
+            if own is not None and own.key == user_id and own in self._sockets:
+                self.registry.disconnect_nowait(own)
+            else:
+                for conn in self.registry.lookup(user_id):
+                    self.registry.disconnect_nowait(conn)
+        self.logger.info("WebSocket disconnected for user %s", user_id)
 
     async def send_message(self, user_id: Key, message: Any) -> int:
         """Queue ``message`` (a ``dict`` is sent as JSON) to every tab of ``user_id``.
 
         Returns when the message is queued, without waiting for slow clients;
         reaches tabs on other workers with a shared backend. Sending to an
-        offline user is a no-op, as before.
+        offline user is a no-op, as before, and so is sending while the registry
+        is not running (nobody is connected then). Works from any event loop (a
+        worker thread's ``asyncio.run`` too).
 
         Returns:
             How many connections of this process the message was queued to.
+
+        Raises:
+            SerializationError: the message cannot be serialised (nothing sent).
         """
-        await self._ensure_running("send_message")
-        return await self.registry.send(user_id, message)
+        if not self.registry.running:
+            return 0
+        try:
+            queued = await self.registry.send(user_id, message)
+        except NOT_RUNNING:
+            return 0
+        await anyio.lowlevel.checkpoint()  # the sockets' own sends start, as they did before
+        return queued
 
     async def broadcast(self, message: Any) -> int:
         """Queue ``message`` to every connection (every worker with a shared backend).
 
-        A dead or slow client never stops the others.
+        A dead or slow client never stops the others. Like :meth:`send_message`,
+        a no-op while the registry is not running.
 
         Returns:
             How many connections of this process the message was queued to.
         """
-        await self._ensure_running("broadcast")
-        return await self.registry.broadcast(message)
+        if not self.registry.running:
+            return 0
+        try:
+            queued = await self.registry.broadcast(message)
+        except NOT_RUNNING:
+            return 0
+        await anyio.lowlevel.checkpoint()
+        return queued
 
     def get_connection(self, user_id: Key) -> WebSocket | None:
         """The user's **newest** WebSocket in this process, or ``None``.
@@ -250,9 +285,57 @@ class ConnectionManager:
         return [sockets[conn] for conn in self.registry.lookup(user_id) if conn in sockets]
 
     async def is_online(self, user_id: Key) -> bool:
-        """Whether ``user_id`` has a connection on any worker."""
-        await self._ensure_running("is_online")
-        return await self.registry.is_online(user_id)
+        """Whether ``user_id`` has a connection on any worker (``False`` while not running).
+
+        Raises:
+            BackendUnavailable: the backend cannot tell about other workers.
+        """
+        if not self.registry.running:
+            return False
+        try:
+            return await self.registry.is_online(user_id)
+        except NOT_RUNNING:
+            return False
+
+    async def notify(self, user_id: Key, message: Any, *, required: bool) -> bool:
+        """Send ``message`` to every tab of ``user_id`` if the user is connected anywhere.
+
+        What :func:`notify_frontend` does with this manager.
+
+        Returns:
+            ``True`` if the user has a connection on some worker (the message
+            was queued to all of them), ``False`` if not (nothing was sent).
+
+        Raises:
+            NotConnected: ``required`` and the user has no connection anywhere.
+            BackendUnavailable: ``required``, and the backend cannot tell whether
+                the user is connected to another worker.
+            SerializationError: the message cannot be serialised (nothing sent).
+        """
+        registry = self.registry
+        try:
+            if not registry.running:
+                raise NotConnected(user_id)
+            if required:
+                await registry.send(user_id, message, require=True)
+            else:
+                try:
+                    online = await registry.is_online(user_id)
+                except BackendUnavailable:  # other workers unreachable: this one's tabs only
+                    online = bool(registry.lookup(user_id))
+                if not online:
+                    return False
+                await registry.send(user_id, message)
+        except NOT_RUNNING:
+            if required:
+                raise NotConnected(user_id) from None
+            return False
+        except NotConnected:
+            if required:
+                raise
+            return False
+        await anyio.lowlevel.checkpoint()
+        return True
 
 
 class _ActiveConnections(Mapping["Key", "WebSocket"]):
@@ -303,7 +386,7 @@ def get_websocket_manager() -> ConnectionManager:
 
 async def notify_frontend(
     user_id: Key,
-    manager: ConnectionManager,
+    manager: Any,
     json_data: dict[str, Any],
     *,
     required: bool | None = None,
@@ -312,40 +395,43 @@ async def notify_frontend(
 
     Args:
         user_id: the recipient.
-        manager: the :class:`ConnectionManager`.
+        manager: the :class:`ConnectionManager`, or whatever the application
+            substitutes for it (a subclass, or a test double or mock with
+            ``get_connection`` and ``send_message``, used as the hand-written
+            function used them).
         json_data: the message (sent as JSON).
         required: whether a missing connection is an error. Default: when
             ``json_data.get("message")`` is in :data:`REQUIRED_MESSAGES`
             (``"MFA_REQUIRED"``).
 
     Returns:
-        ``True`` if the user has a connection on some worker (the message was
-        queued to it), ``False`` if not (nothing was sent).
+        ``True`` if the user has a connection (on some worker, with this
+        module's manager), so the message was queued to it; ``False`` if not
+        (nothing was sent).
 
     Raises:
-        fastapi.HTTPException: status 400 when the message is required and the
-            user has no connection anywhere.
+        fastapi.HTTPException: status 400 with the detail
+            :data:`MFA_DETAIL` (``No WebSocket connection for user 42``) when
+            the message is required and the user has no connection anywhere.
         BackendUnavailable: required, and the backend cannot tell whether the
             user is connected to another worker.
     """
     if required is None:
         required = json_data.get("message") in REQUIRED_MESSAGES
-    registry = manager.registry
-    await manager._ensure_running("notify_frontend")
-    if required:
+    if isinstance(manager, ConnectionManager) and isinstance(
+        getattr(manager, "registry", None), Registry
+    ):
         try:
-            await registry.send(user_id, json_data, require=True)
+            return await manager.notify(user_id, json_data, required=required)
         except NotConnected:
-            raise _http_error(400, f"no WebSocket connection for user {user_id!r}") from None
+            raise _http_error(400, MFA_DETAIL.format(user_id=user_id)) from None
+    # A substituted or mocked manager: its public interface, as the hand-written function.
+    if manager.get_connection(user_id):
+        await manager.send_message(user_id, json_data)
         return True
-    if not registry.lookup(user_id):
-        try:
-            if not await registry.is_online(user_id):
-                return False
-        except BackendUnavailable:
-            return False  # other workers are unreachable: nothing could be sent there
-    await registry.send(user_id, json_data)
-    return True
+    if required:
+        raise _http_error(400, MFA_DETAIL.format(user_id=user_id))
+    return False
 
 
 def _http_error(status: int, detail: str) -> Exception:
