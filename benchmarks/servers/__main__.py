@@ -84,6 +84,14 @@ class Control:
                 errors += 1
         return {"t0": t0, "t1": time.monotonic_ns(), "errors": errors}
 
+    async def metrics(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Turn the registry's Prometheus observer on or off (wsregistry servers started
+        with ``WSREGISTRY_BENCH_METRICS=1``; ``benchmarks.metrics_overhead``)."""
+        switch = getattr(self.app, "metrics", None)
+        if switch is None:
+            return {"error": "this server has no metrics switch"}
+        return {"on": switch(bool(request["on"]))}
+
     async def targeted(self, request: dict[str, Any]) -> dict[str, Any]:
         """``rounds`` times, send every connected user a message of its own."""
         app, size, seq = self.app, request["size"], request["seq"]
@@ -109,6 +117,7 @@ async def _serve(kind: str, options: Options) -> None:
                 "stats": control.stats,
                 "broadcast": control.broadcast,
                 "targeted": control.targeted,
+                "metrics": control.metrics,
                 "trace_start": control.trace_start,
                 "trace_stop": control.trace_stop,
             },

@@ -13,7 +13,8 @@ __all__ = ["RegistryApp", "make_registry"]
 
 
 METRICS_ENV = "WSREGISTRY_BENCH_METRICS"
-"""Set to ``1`` to attach a Prometheus collector (``benchmarks.metrics_overhead``)."""
+"""``1`` attaches a Prometheus collector, ``direct`` one with ``time_queued_frames=False``
+(``benchmarks.metrics_overhead``)."""
 
 
 def make_registry(options: Options) -> Registry:
@@ -26,10 +27,11 @@ def make_registry(options: Options) -> Registry:
         registry = Registry(backend=RedisBackend(options.redis_url, namespace=options.channel))
     else:
         raise ValueError(f"unknown backend {options.backend!r}")
-    if os.environ.get(METRICS_ENV) == "1":
+    metrics = os.environ.get(METRICS_ENV)
+    if metrics in ("1", "direct"):
         from wsregistry.prometheus import RegistryCollector
 
-        RegistryCollector(registry, prometheus_registry=None)
+        RegistryCollector(registry, prometheus_registry=None, time_queued_frames=metrics == "1")
     return registry
 
 
@@ -39,6 +41,12 @@ class RegistryApp:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.port = 0
+        self._observer = registry.observer  # a collector's, with WSREGISTRY_BENCH_METRICS=1
+
+    def metrics(self, on: bool) -> bool:
+        """Attach (``on``) or detach the collector's observer; whether metrics are on now."""
+        self.registry.observer = self._observer if on else None
+        return self.registry.observer is not None
 
     def count(self) -> int:
         return len(self.registry.connections())
