@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .registry import Registry
+from . import Registry  # the public name: an integration uses the public API
 
 __all__ = [
     "LivenessEndpoint",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, start_http_server
+    from prometheus_client import registry as prometheus_registries
     from prometheus_client.core import (
         CounterMetricFamily,
         GaugeMetricFamily,
@@ -28,14 +29,13 @@ try:
         Metric,
     )
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
-    from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - exercised by the import-isolation test
     raise ImportError(
         "wsregistry.prometheus needs prometheus_client: pip install 'wsregistry[prometheus]'"
     ) from exc
 
+from . import Registry  # the public name: an integration uses the public API
 from .observer import REFUSAL_REASONS
-from .registry import Registry
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -111,7 +111,7 @@ class _Observer:
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
 
 
-class RegistryCollector(Collector):
+class RegistryCollector(prometheus_registries.Collector):
     """Exposes the state of one or more registries to Prometheus.
 
     Creating it attaches an observer to each registry (replacing none: a

@@ -37,8 +37,8 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-isolati
         "wsregistry.tracing needs OpenTelemetry: pip install 'wsregistry[otel]'"
     ) from exc
 
+from . import Registry  # the public name: an integration uses the public API
 from .envelope import Envelope, EnvelopeKind
-from .registry import Registry
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -60,6 +60,8 @@ _KINDS = {
 
 class Instrumentation:
     """What :func:`instrument` did to one registry; undo it with :meth:`uninstrument`.
+
+    Create it with :func:`instrument` (which checks its arguments).
 
     Attributes:
         registry: the instrumented registry.
@@ -84,6 +86,7 @@ class Instrumentation:
             "wsregistry.node_id": registry.node_id,
             "wsregistry.backend": registry.backend.health().name,
         }
+        self._install()
 
     def _install(self) -> None:
         registry = self.registry
@@ -202,8 +205,6 @@ def instrument(
     if "send" in registry.__dict__:
         raise ValueError("this registry is already instrumented")
     tracer = trace.get_tracer("wsregistry", tracer_provider=tracer_provider)
-    instrumentation = Instrumentation(
+    return Instrumentation(
         registry, tracer, record_keys=bool(record_keys), record_groups=bool(record_groups)
     )
-    instrumentation._install()
-    return instrumentation
