@@ -224,6 +224,7 @@ class Endpoint(Generic[SocketT]):
             with policy.reserve(identity.key):
                 if accept is not None:
                     await accept()
+                    accept = None  # done with it: this frame lives as long as the socket
                 try:
                     conn = await registry.connect(
                         transport,
@@ -237,6 +238,7 @@ class Endpoint(Generic[SocketT]):
             serving = Serving(registry, conn)
             if watch is not None:
                 watch(serving)
+                watch = None  # done with it: this frame lives as long as the socket
             try:
                 # Evict, greet and receive in this one frame: every frame an idle
                 # connection keeps alive costs a few hundred bytes.
