@@ -38,6 +38,8 @@ DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 """Default bound on one inbound message, in bytes (1 MiB, as in ``websockets``)."""
 
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+_NO_GROUPS: frozenset[str] = frozenset()  # shared by every Identity without groups
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})  # ... and without metadata
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,14 @@ class Identity:
 
     key: Key
     groups: AbstractSet[str] = frozenset()
-    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    metadata: Mapping[str, Any] = field(default_factory=lambda: _NO_METADATA)
 
     def __post_init__(self) -> None:
         check_key(self.key)
         if isinstance(self.groups, str):
             raise TypeError("groups must be an iterable of group names, not a single str")
-        object.__setattr__(self, "groups", frozenset(check_group(g) for g in self.groups))
+        groups = frozenset(check_group(g) for g in self.groups) if self.groups else _NO_GROUPS
+        object.__setattr__(self, "groups", groups)
         if not isinstance(self.metadata, Mapping):
             raise TypeError(f"metadata must be a mapping, got {type(self.metadata).__name__}")
 

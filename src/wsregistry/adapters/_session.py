@@ -226,6 +226,7 @@ class Endpoint(Generic[SocketT]):
             with policy.reserve(identity.key):
                 if accept is not None:
                     await accept()
+                    accept = None  # done with it: this frame lives as long as the socket
                 try:
                     conn = await registry.connect(
                         transport,
@@ -239,8 +240,23 @@ class Endpoint(Generic[SocketT]):
             serving = Serving(registry, conn)
             if watch is not None:
                 watch(serving)
+                watch = None  # done with it: this frame lives as long as the socket
             try:
-                await self._serve(serving, receive, abort_scope)
+                # Evict, greet and receive in this one frame: every frame an idle
+                # connection keeps alive costs a few hundred bytes.
+                for old in policy.to_evict(registry, conn):
+                    logger.info("evicting %r: %s", old, EVICTED_REASON)
+                    await old.close(CloseCode.TOO_MANY_CONNECTIONS, EVICTED_REASON)
+                if self._on_connect is not None:
+                    await self._on_connect(conn)
+                with anyio.CancelScope() as scope:
+                    serving.scope = scope
+                    if abort_scope is not None:
+                        abort_scope(scope)
+                    if self._heartbeat_interval is None:
+                        await self._receive_loop(serving, receive, None)
+                    else:
+                        await self._receive_with_heartbeat(serving, receive)
             except Exception as exc:
                 if isinstance(exc, ConnectionClosed) and conn.closed:
                     # a hook sent on its connection while it was being closed
@@ -258,38 +274,22 @@ class Endpoint(Generic[SocketT]):
                 with anyio.CancelScope(shield=True), anyio.move_on_after(registry.close_timeout):
                     await _call_hook(self._on_disconnect, conn)
 
-    async def _serve(
-        self,
-        serving: Serving,
-        receive: Callable[[], Awaitable[str | bytes | None]],
-        abort_scope: Callable[[anyio.CancelScope], None] | None,
+    async def _receive_with_heartbeat(
+        self, serving: Serving, receive: Callable[[], Awaitable[str | bytes | None]]
     ) -> None:
-        conn = serving.conn
-        for old in self._policy.to_evict(self.registry, conn):
-            logger.info("evicting %r: %s", old, EVICTED_REASON)
-            await old.close(CloseCode.TOO_MANY_CONNECTIONS, EVICTED_REASON)
-        if self._on_connect is not None:
-            await self._on_connect(conn)
-        with anyio.CancelScope() as scope:
-            serving.scope = scope
-            if abort_scope is not None:
-                abort_scope(scope)
-            if self._heartbeat_interval is None:
-                await self._receive_loop(serving, receive, None)
-                return
-            alive = _Alive()
-            error: Exception | None = None
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._heartbeat, conn, alive)
-                try:
-                    await self._receive_loop(serving, receive, alive)
-                except Exception as exc:
-                    # Raised as itself, not wrapped in an ExceptionGroup by the task
-                    # group: the caller classifies it the same with or without heartbeat.
-                    error = exc
-                tasks.cancel_scope.cancel()
-            if error is not None:
-                raise error
+        alive = _Alive()
+        error: Exception | None = None
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._heartbeat, serving.conn, alive)
+            try:
+                await self._receive_loop(serving, receive, alive)
+            except Exception as exc:
+                # Raised as itself, not wrapped in an ExceptionGroup by the task
+                # group: the caller classifies it the same with or without heartbeat.
+                error = exc
+            tasks.cancel_scope.cancel()
+        if error is not None:
+            raise error
 
     async def _receive_loop(
         self,

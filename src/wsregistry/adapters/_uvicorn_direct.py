@@ -128,13 +128,14 @@ def _known_uvicorn() -> bool:
 def _protocol_path(protocol: Any, method: str) -> DirectPath | None:
     cls = type(protocol)
     where = (cls.__module__, cls.__qualname__, method)
-    if where == ("uvicorn.protocols.websockets.websockets_sansio_impl", "WebSocketsSansIOProtocol", "send"):  # fmt: skip  # noqa: E501
-        return DirectPath("websockets-sansio", protocol, _sansio_open())
-    if where == ("uvicorn.protocols.websockets.websockets_impl", "WebSocketProtocol", "asgi_send"):  # fmt: skip  # noqa: E501
-        return DirectPath("websockets", protocol, _legacy_open())
-    if where == ("uvicorn.protocols.websockets.wsproto_impl", "WSProtocol", "send"):
-        return DirectPath("wsproto", protocol, _wsproto_open())
-    return None
+    implementation = _IMPLEMENTATIONS.get(where)
+    if implementation is None:
+        return None
+    name, make_check = implementation
+    check = _CHECKS.get(name)
+    if check is None:
+        check = _CHECKS[name] = make_check()
+    return DirectPath(name, protocol, check)
 
 
 # Each check mirrors the branch of uvicorn's ASGI send that writes a data frame
@@ -208,3 +209,21 @@ def _wsproto_open() -> Callable[[Any], bool]:
         )
 
     return is_open
+
+
+_IMPLEMENTATIONS: dict[tuple[str, str, str], tuple[str, Callable[[], Callable[[Any], bool]]]] = {
+    (
+        "uvicorn.protocols.websockets.websockets_sansio_impl",
+        "WebSocketsSansIOProtocol",
+        "send",
+    ): ("websockets-sansio", _sansio_open),
+    ("uvicorn.protocols.websockets.websockets_impl", "WebSocketProtocol", "asgi_send"): (
+        "websockets",
+        _legacy_open,
+    ),
+    ("uvicorn.protocols.websockets.wsproto_impl", "WSProtocol", "send"): (
+        "wsproto",
+        _wsproto_open,
+    ),
+}
+_CHECKS: dict[str, Callable[[Any], bool]] = {}  # built once per implementation, on first use

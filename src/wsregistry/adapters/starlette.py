@@ -7,6 +7,7 @@ authenticate → (refuse | accept) → register → receive loop handing each
 message to ``on_message`` → always unregister::
 
     import contextlib
+from functools import partial
 
     from starlette.applications import Starlette
     from starlette.routing import WebSocketRoute
@@ -82,6 +83,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
@@ -237,7 +239,19 @@ class StarletteTransport:
         if self._scope is not None:
             self._scope.cancel()
 
-    def _watch(self, scope: anyio.CancelScope) -> None:
+    async def receive(self) -> str | bytes | None:
+        """The next inbound message (``str`` or ``bytes``), or ``None`` once the peer left."""
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text: str | None = message.get("text")
+        if text is not None:
+            return text
+        data: bytes | None = message.get("bytes")
+        return data if data is not None else b""
+
+    def watch(self, scope: anyio.CancelScope) -> None:
+        """Let :meth:`abort` end the endpoint's receive loop, which runs in ``scope``."""
         self._scope = scope
         if self._aborted:
             scope.cancel()
@@ -308,21 +322,11 @@ class RegistryEndpoint(Endpoint[WebSocket]):
             await self._refuse(websocket, admitted)
             return
         transport = StarletteTransport(websocket)
-
-        async def receive() -> str | bytes | None:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return None
-            text: str | None = message.get("text")
-            if text is not None:
-                return text
-            data: bytes | None = message.get("bytes")
-            return data if data is not None else b""
-
-        async def accept() -> None:
-            await self._accept(websocket)
-
-        await self._run(transport, admitted, receive, accept=accept, abort_scope=transport._watch)
+        # bound methods and a partial: a closure with its cells costs more per connection
+        accept = partial(self._accept, websocket)
+        await self._run(
+            transport, admitted, transport.receive, accept=accept, abort_scope=transport.watch
+        )
 
     async def _accept(self, websocket: WebSocket) -> None:
         offered = websocket.scope.get("subprotocols") or ()

@@ -61,6 +61,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -173,6 +174,13 @@ class WebsocketsTransport:
             protocol.send_binary(data)
         connection.send_data()
         return True
+
+    async def receive(self) -> str | bytes | None:
+        """The next inbound message (``str`` or ``bytes``), or ``None`` once the peer left."""
+        try:
+            return await self.connection.recv()
+        except ConnectionClosed:
+            return None
 
     async def close(self, code: int, reason: str) -> None:
         """Run the closing handshake. Idempotent; never raises for a closed socket."""
@@ -289,30 +297,30 @@ class RegistryHandler(Endpoint[ServerConnection]):
                 return
             identity = admitted
 
-        async def receive() -> str | bytes | None:
-            try:
-                return await connection.recv()
-            except ConnectionClosed:
-                return None
+        transport = WebsocketsTransport(connection)
+        # bound methods and partials: closures with their cells cost more per connection
+        await self._run(transport, identity, transport.receive, watch=partial(_watch, connection))
 
-        def watch(serving: Serving) -> None:
-            def closing() -> None:
-                protocol = connection.protocol
-                # The server decided to close (oversize, protocol error): it reads nothing
-                # more, so the receive loop ends too. A peer that closed or dropped: what it
-                # sent before is still handed to on_message, then recv() reports the end.
-                decided = protocol.close_sent is not None and protocol.close_rcvd is None
-                if decided:
-                    _log_server_close(connection, serving)
-                serving.peer_gone(stop=decided)
 
-            if isinstance(connection, RegistryServerConnection):
-                connection._on_closing = closing
-                connection._check_open()  # it may have changed since the handshake
-            else:  # any ServerConnection: learn of the TCP connection's end at once
-                connection.connection_lost_waiter.add_done_callback(lambda _: closing())
+def _watch(connection: ServerConnection, serving: Serving) -> None:
+    """Report to ``serving`` as soon as ``connection`` stops being open."""
+    closing = partial(_closing, connection, serving)
+    if isinstance(connection, RegistryServerConnection):
+        connection._on_closing = closing
+        connection._check_open()  # it may have changed since the handshake
+    else:  # any ServerConnection: learn of the TCP connection's end at once
+        connection.connection_lost_waiter.add_done_callback(lambda _: closing())
 
-        await self._run(WebsocketsTransport(connection), identity, receive, watch=watch)
+
+def _closing(connection: ServerConnection, serving: Serving) -> None:
+    protocol = connection.protocol
+    # The server decided to close (oversize, protocol error): it reads nothing more, so
+    # the receive loop ends too. A peer that closed or dropped: what it sent before is
+    # still handed to on_message, then recv() reports the end.
+    decided = protocol.close_sent is not None and protocol.close_rcvd is None
+    if decided:
+        _log_server_close(connection, serving)
+    serving.peer_gone(stop=decided)
 
 
 def _log_server_close(connection: ServerConnection, serving: Serving) -> None:
