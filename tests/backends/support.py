@@ -61,3 +61,30 @@ class FakeNode:
 
     def backend_error(self) -> None:
         self.errors += 1
+
+
+async def require_core_shutdown() -> None:
+    """xfail unless the registry calls ``Backend.flush()`` and can be entered twice.
+
+    Both come with the core rebuild (issue 10); until it is merged, the tests of
+    the registry-level shutdown bound and re-entry are expected to fail.
+    """
+    import pytest
+
+    from wsregistry import MemoryBackend, Registry
+
+    class Probe(MemoryBackend):
+        flushed = 0
+
+        async def flush(self) -> None:
+            Probe.flushed += 1
+
+    registry = Registry(backend=Probe())
+    try:
+        for _ in range(2):
+            async with registry:
+                pass
+    except Exception as exc:
+        pytest.xfail(f"needs the core rebuild (issue 10): re-entering a registry raised {exc!r}")
+    if not Probe.flushed:
+        pytest.xfail("needs the core rebuild (issue 10): the registry does not call flush()")

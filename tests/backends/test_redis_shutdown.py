@@ -27,7 +27,7 @@ from wsregistry.backends.redis import RedisBackend
 from wsregistry.testing import RecordingTransport
 
 from .conftest import PrivateRedis
-from .support import FakeNode, until
+from .support import FakeNode, require_core_shutdown, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -102,6 +102,7 @@ async def test_leaving_the_registry_is_bounded_with_redis_stopped(
     private_redis: PrivateRedis, namespace: str
 ) -> None:
     """Public API: ``drain_timeout + close_timeout`` bound shutdown (needs the core's bound)."""
+    await require_core_shutdown()
     backend = RedisBackend(private_redis.url, namespace=namespace, **FAST)
     registry = Registry(backend=backend, drain_timeout=0.1, close_timeout=0.1)
     before = set(asyncio.all_tasks())
@@ -183,6 +184,7 @@ async def test_a_registry_entered_twice_restarts_its_backend(
     redis_url: str, namespace: str
 ) -> None:
     """``async with registry`` twice in a row (needs the core's re-entry)."""
+    await require_core_shutdown()
     registry = Registry(backend=RedisBackend(redis_url, namespace=namespace))
     async with Registry(backend=RedisBackend(redis_url, namespace=namespace)) as other:
         for run in range(2):
@@ -265,9 +267,12 @@ async def test_a_crashed_nodes_presence_is_purged_in_chunks(
         assert line.strip() == "ready"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        ((dead, _),) = client.zrange(f"{namespace}:nodes", 0, -1, withscores=True)
-        dead = dead.decode()
-        await until(lambda: _true(client.zscore(f"{namespace}:nodes", dead) < _redis_ms(client)))
+        nodes: list[tuple[bytes, float]] = client.zrange(  # type: ignore[assignment]
+            f"{namespace}:nodes", 0, -1, withscores=True
+        )
+        ((raw, _),) = nodes
+        dead = raw.decode()
+        await until(lambda: _true(_lease(client, namespace, dead) < _redis_ms(client)))
         layout = wire.Layout(namespace)
         entries = client.hlen(layout.node_keys(dead)) + client.scard(layout.node_conns(dead))
         assert entries == 2 * count
@@ -278,11 +283,25 @@ async def test_a_crashed_nodes_presence_is_purged_in_chunks(
         # black box: a live node purges everything, step by step
         backend = RedisBackend(private_redis.url, namespace=namespace, heartbeat_interval=0.1)
         async with Registry(backend=backend):
-            await until(lambda: _true(not client.keys(f"{namespace}:*")), within=TIMEOUT * 2)
+            await until(lambda: _true(_purged(client, layout, dead)), within=TIMEOUT * 2)
     finally:
         proc.kill()
         proc.wait()
         client.close()
+
+
+def _purged(client: redis.Redis, layout: wire.Layout, dead: str) -> bool:
+    return (
+        client.zscore(layout.nodes, dead) is None
+        and not client.exists(layout.node_keys(dead), layout.node_conns(dead))
+        and not client.keys(layout.prefix + "p:*")
+        and not client.hlen(layout.conns)
+    )
+
+
+def _lease(client: redis.Redis, namespace: str, node: str) -> float:
+    score = client.zscore(f"{namespace}:nodes", node)
+    return float("inf") if score is None else float(score)
 
 
 def _redis_ms(client: redis.Redis) -> float:
