@@ -1,8 +1,8 @@
 """The Redis backend's publish path, today's vs the new one, in the same run.
 
 Two processes per variant, on the same Redis: ``sub`` holds ``--keys`` connections
-(counting transports with the non-blocking fast path, every one a key of its own
-and a member of group ``all``); ``pub`` publishes. Variants:
+(counting transports with the non-blocking fast path, every one a key of its own;
+the first ``--members`` are also in group ``fan``); ``pub`` publishes. Variants:
 
 * ``today``: the backend at ``--baseline`` (a git revision, default the commit
   before issue 11) without ``hiredis`` (redis-py's pure-Python parser, as the
@@ -13,7 +13,10 @@ and a member of group ``all``); ``pub`` publishes. Variants:
 Scenarios, each run for every variant in alternating order, ``--rounds`` times:
 
 * ``targeted``: ``--sends`` sends to one remote key each, as fast as ``await send`` goes;
-* ``fanout``: ``--broadcasts`` group broadcasts, ``--keys`` remote deliveries each;
+* ``fanout``: ``--broadcasts`` group broadcasts, ``--members`` remote deliveries each
+  (the cross-process cost of a broadcast);
+* ``fanout-all``: ``--wide`` broadcasts to everyone, ``--keys`` remote deliveries each
+  (bounded by the subscriber's local fan-out, i.e. the core, not the backend);
 * ``lone``: ``--lone`` sends paced 5 ms apart (no load: the linger must not delay them).
 
 Reported: deliveries per second (first publish to last receipt), latency p50/p99
@@ -43,6 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 BASELINE = "b092ec3"  # the Redis backend before issue 11
+SCENARIOS = ("targeted", "fanout", "fanout-all", "lone")
 VARIANTS = {
     "today": ("baseline", False),
     "new": ("tree", True),
@@ -95,7 +99,7 @@ class Inbox:
             self.done.set()
 
 
-async def child(role: str, namespace: str, keys: int) -> None:
+async def child(role: str, namespace: str, keys: int, members: int) -> None:
     from wsregistry import Registry
     from wsregistry.backends.redis import RedisBackend
 
@@ -111,7 +115,8 @@ async def child(role: str, namespace: str, keys: int) -> None:
     async with registry:
         if role == "sub":
             for i in range(keys):
-                await registry.connect(Counting(inbox), key=f"u{i}", groups={"all"})  # type: ignore[arg-type]
+                groups = {"fan"} if i < members else set()
+                await registry.connect(Counting(inbox), key=f"u{i}", groups=groups)
         reply(ready=True)
         while line := await reader.readline():
             command = json.loads(line)
@@ -135,7 +140,9 @@ async def child(role: str, namespace: str, keys: int) -> None:
                 for i in range(n):
                     frame = f"t={time.monotonic()!r}"
                     if command["do"] == "fanout":
-                        await registry.broadcast(frame, group="all")
+                        await registry.broadcast(frame, group="fan")
+                    elif command["do"] == "fanout-all":
+                        await registry.broadcast(frame)
                     else:
                         await registry.send(f"u{(i * 7919) % keys}", frame)
                     if interval:
@@ -154,12 +161,12 @@ def _summary(latencies: list[float]) -> dict[str, float]:
 
 
 class Proc:
-    def __init__(self, role: str, src: Path, hiredis: bool, namespace: str, keys: int) -> None:
+    def __init__(self, role: str, src: Path, hiredis: bool, namespace: str, args: Any) -> None:
         env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{ROOT}"}
         prelude = "" if hiredis else "import sys; sys.modules['hiredis'] = None; "
         code = (
             prelude + "import asyncio, benchmarks.redis_batching as b; "
-            f"asyncio.run(b.child({role!r}, {namespace!r}, {keys}))"
+            f"asyncio.run(b.child({role!r}, {namespace!r}, {args.keys}, {args.members}))"
         )
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code],
@@ -198,13 +205,14 @@ class Proc:
 def run_variant(variant: str, sources: dict[str, Path], args: argparse.Namespace) -> dict[str, Any]:
     where, hiredis = VARIANTS[variant]
     namespace = f"bench-batch-{uuid.uuid4().hex[:8]}"
-    sub = Proc("sub", sources[where], hiredis, namespace, args.keys)
-    pub = Proc("pub", sources[where], hiredis, namespace, args.keys)
+    sub = Proc("sub", sources[where], hiredis, namespace, args)
+    pub = Proc("pub", sources[where], hiredis, namespace, args)
     results: dict[str, Any] = {}
     try:
         for scenario, do, n, deliveries, interval in (
             ("targeted", "send", args.sends, args.sends, 0.0),
-            ("fanout", "fanout", args.broadcasts, args.broadcasts * args.keys, 0.0),
+            ("fanout", "fanout", args.broadcasts, args.broadcasts * args.members, 0.0),
+            ("fanout-all", "fanout-all", args.wide, args.wide * args.keys, 0.0),
             ("lone", "send", args.lone, args.lone, 0.005),
         ):
             sub.ask(do="expect", n=deliveries)
@@ -246,7 +254,10 @@ def main(args: argparse.Namespace) -> None:
 
 
 def _spread(values: list[float], fmt: str = "{:.0f}") -> str:
-    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
+    middle, low, high = (
+        fmt.format(v) for v in (statistics.median(values), min(values), max(values))
+    )
+    return f"{middle} [{low}-{high}]"
 
 
 def print_report(
@@ -254,8 +265,8 @@ def print_report(
 ) -> None:
     print(
         f"\n{args.keys} remote connections; {args.sends} targeted sends, {args.broadcasts} "
-        f"group broadcasts, {args.lone} lone sends 5 ms apart; {args.rounds} rounds, "
-        "median [min-max]"
+        f"broadcasts to {args.members} members, {args.wide} to all, {args.lone} lone sends "
+        f"5 ms apart; {args.rounds} rounds, median [min-max]"
     )
     header = (
         f"{'scenario':<10}{'variant':<15}{'deliveries/s':>26}{'p50 ms':>20}{'p99 ms':>20}"
@@ -263,11 +274,11 @@ def print_report(
     )
     print(header)
     print("-" * len(header))
-    for scenario in ("targeted", "fanout", "lone"):
+    for scenario in SCENARIOS:
         for variant in variants:
             cells = [r[variant][scenario] for r in rounds]
             print(
-                f"{scenario:<10}{variant:<15}"
+                f"{scenario:<11}{variant:<14}"
                 f"{_spread([c['rate'] for c in cells]):>26}"
                 f"{_spread([c['p50_ms'] for c in cells], '{:.2f}'):>20}"
                 f"{_spread([c['p99_ms'] for c in cells], '{:.2f}'):>20}"
@@ -276,11 +287,11 @@ def print_report(
             )
     if "today" in variants and "new" in variants:
         print("\nnew / today, per round (median [min-max]):")
-        for scenario in ("targeted", "fanout", "lone"):
+        for scenario in SCENARIOS:
             rate = [r["new"][scenario]["rate"] / r["today"][scenario]["rate"] for r in rounds]
             p99 = [r["new"][scenario]["p99_ms"] - r["today"][scenario]["p99_ms"] for r in rounds]
             print(
-                f"  {scenario:<10} rate x{_spread(rate, '{:.2f}')}   "
+                f"  {scenario:<11} rate x{_spread(rate, '{:.2f}')}   "
                 f"p99 {_spread(p99, '{:+.2f}')} ms"
             )
 
@@ -289,7 +300,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--sends", type=int, default=20_000)
-    parser.add_argument("--broadcasts", type=int, default=300)
+    parser.add_argument("--members", type=int, default=20)
+    parser.add_argument("--broadcasts", type=int, default=20_000)
+    parser.add_argument("--wide", type=int, default=300)
     parser.add_argument("--lone", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline", default=BASELINE)
