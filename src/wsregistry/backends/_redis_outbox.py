@@ -5,11 +5,12 @@ sends the outbox in call order, batched into pipelines, so a publisher's order
 holds and nothing is retried (a retried publish could deliver twice). Presence
 changes ride along in the same pipelines (see ``_redis_presence``).
 
-**Adaptive batching.** When the writer wakes after being idle it sends what is
-queued at once: a lone message is never delayed. When messages were queued
-while the previous pipeline was in flight (the writer is under load), it
-lingers up to ``linger`` seconds, or until :data:`BATCH_TARGET` items wait, to
-fill a bigger pipeline (fewer round trips, far less CPU in Redis and in both
+**Adaptive batching.** When the writer wakes after being idle, or finds at most
+one message queued behind the pipeline it just sent, it sends at once: a lone
+message is never delayed. When two or more messages were queued while the
+previous pipeline was in flight (messages come faster than one per round trip:
+load), it lingers up to ``linger`` seconds, or until :data:`BATCH_TARGET` items
+wait, to fill a bigger pipeline (fewer round trips, far less CPU in Redis and in both
 processes). A flush mark (``flush()``, a connect waiting for its presence)
 ends a linger at once. So a message waits for the writer at most
 ``linger`` plus the pipeline already in flight.
@@ -121,7 +122,7 @@ class Publisher:
         self._backoff = backoff
         self._on_state = on_state
         self._on_error = on_error
-        self._loaded = False  # items were queued while the last pipeline was in flight
+        self._loaded = False  # >= 2 items were queued while the last pipeline was in flight
         self._lingering: asyncio.Future[None] | None = None
 
     # -- producers (never block) -------------------------------------------------------
@@ -245,7 +246,7 @@ class Publisher:
                 logger.warning("redis command failed: %r", result)
         for mark in marks:
             mark.resolve(True)
-        self._loaded = bool(outbox)
+        self._loaded = len(outbox) >= 2  # faster than one message per round trip: load
         self._set_ok(True)
         return True
 

@@ -110,9 +110,9 @@ class RedisBackend(Backend):
             :meth:`aclose` as a whole.
         socket_timeout: seconds one Redis command may take on the wire.
         publish_linger: seconds the writer may wait to fill a bigger pipeline
-            **under load** (messages queued while the previous pipeline was in
-            flight); a message published while the writer is idle goes out at
-            once. 0 disables lingering. Default 0.5 ms.
+            **under load** (two or more messages queued while the previous
+            pipeline was in flight); a message published while the writer is idle
+            goes out at once. 0 disables lingering. Default 0.5 ms.
         max_message_bytes: largest encoded envelope published; bigger ones are
             delivered locally only and counted in ``detail["oversized"]``.
         max_pending: most envelopes waiting for the writer; beyond it
