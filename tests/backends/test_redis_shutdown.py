@@ -136,11 +136,11 @@ async def test_flush_and_aclose_are_bounded_by_cancellation(
         started = time.monotonic()
         with anyio.move_on_after(0.2):
             await backend.flush()
-        assert time.monotonic() - started < 0.2 + 0.2
+        assert time.monotonic() - started < 0.2 + 0.1
         started = time.monotonic()
         with anyio.move_on_after(0.2):
             await backend.aclose()
-        assert time.monotonic() - started < 0.2 + 0.2
+        assert time.monotonic() - started < 0.2 + 0.4  # + the shielded cleanup (<= 0.3 s)
         assert _other_tasks(before) == set()
         assert backend.health().detail["publish_failures"] == 10  # counted, not silently lost
         assert not backend.connected
