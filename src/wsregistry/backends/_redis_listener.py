@@ -48,18 +48,6 @@ class LinkLost(Exception):
     """The link was dropped on purpose (rebuild) or by the server."""
 
 
-class _Waiter:
-    __slots__ = ("done", "ok")
-
-    def __init__(self) -> None:
-        self.done = asyncio.Event()
-        self.ok = False
-
-    def resolve(self, ok: bool) -> None:
-        self.ok = ok
-        self.done.set()
-
-
 class Listener:
     """Subscriptions of one node, kept alive across failures.
 
@@ -95,8 +83,7 @@ class Listener:
         self._ready_waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self._touched: set[str] = set()  # channels changed since the last sync
         self._dirty = asyncio.Event()
-        self._pending: list[_Waiter] = []
-        self._inflight: dict[bytes, list[_Waiter]] = {}
+        self._pings: set[bytes] = set()  # PING tokens sent on this link, pong not yet read
         self._tokens = itertools.count()
         self._lost: asyncio.Future[None] | None = None
         self._stopped = False
@@ -173,23 +160,6 @@ class Listener:
             self._ready.add(channel)
             self._resolve(channel, True)
 
-    async def sync(self, timeout: float) -> bool:
-        """Wait until the server applied every change of ``wanted`` made so far.
-
-        Returns ``False`` at once when the link is down (the next link subscribes
-        to everything anyway), or when ``timeout`` passes.
-        """
-        if not self.up:
-            return False
-        waiter = _Waiter()
-        self._pending.append(waiter)
-        self._dirty.set()
-        try:
-            await asyncio.wait_for(waiter.done.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return waiter.ok
-
     def stop(self) -> None:
         """Make :meth:`run` return (with the cancellation of its task). Never blocks."""
         self._stopped = True
@@ -260,13 +230,7 @@ class Listener:
         self._ready.clear()
         for channel in list(self._ready_waiters):
             self._resolve(channel, False)
-        for waiters in self._inflight.values():
-            for waiter in waiters:
-                waiter.resolve(False)
-        self._inflight.clear()
-        pending, self._pending = self._pending, []
-        for waiter in pending:
-            waiter.resolve(False)
+        self._pings.clear()
         if conn is not None:
             try:
                 await conn.disconnect(nowait=True)
@@ -299,8 +263,7 @@ class Listener:
                 active.update(add)
                 active.difference_update(remove)
             token = b"wsr-%d" % next(self._tokens)
-            self._inflight[token] = self._pending
-            self._pending = []
+            self._pings.add(token)
             unanswered = self._unanswered
             for channel in (*add, *remove):
                 unanswered[channel] = unanswered.get(channel, 0) + 1
@@ -330,8 +293,7 @@ class Listener:
                 name = channel.decode("latin-1") if isinstance(channel, bytes) else str(channel)
                 self._answered(name, subscribed=kind == b"subscribe")
             elif kind == b"pong":
-                waiters = self._inflight.pop(response[1], None)
-                if waiters is not None:
-                    self._set_up(True, None)
-                    for waiter in waiters:
-                        waiter.resolve(True)
+                token = response[1]
+                if token in self._pings:
+                    self._pings.discard(token)
+                    self._set_up(True, None)  # everything sent before it is applied

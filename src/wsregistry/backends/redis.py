@@ -15,6 +15,8 @@ module (the names and wire format in ``_redis_wire``):
   reaper of crashed nodes, presence queries and leaving.
 * ``_redis_listener``: the subscription link, with readiness per channel.
 * ``_redis_probe``: decoding received messages, and the liveness probe.
+* ``_redis_health``: the counters of a run, and the supervision of background
+  loops (a loop that fails is logged, counted and restarted; none dies silently).
 
 Guarantees (the guide: ``docs/guides/scaling.md``):
 
