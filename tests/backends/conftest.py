@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -91,8 +92,19 @@ class PrivateRedis:
         """SIGKILL the server (an outage; its data is gone)."""
         proc, self._proc = self._proc, None
         if proc is not None:
+            proc.send_signal(signal.SIGCONT)  # a paused server dies too
             proc.kill()
             proc.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP the server: connections stay open, nothing is answered."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused server."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, password=self.password)

@@ -1,4 +1,4 @@
-"""A TCP proxy for fault injection: it can make subscription links go deaf.
+"""TCP proxies for fault injection: deaf subscription links, slow links.
 
 ``freeze_subscribers()`` stops forwarding server-to-client bytes on every
 connection that has sent a SUBSCRIBE: the socket stays open, Redis still counts
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 
 class _Pair:
@@ -85,5 +86,97 @@ class DeafeningProxy:
             pass
         finally:
             for writer in pair.writers:
+                with contextlib.suppress(Exception):
+                    writer.close()
+
+
+class SlowLinkProxy:
+    """A loopback TCP proxy that delays bytes by ``delay`` seconds in each direction.
+
+    With ``subscribers_only`` (the default) only connections that sent a
+    ``SUBSCRIBE`` are slowed (from that chunk on): a slow pub/sub link while
+    commands stay fast. Otherwise every connection is slowed. Order is kept; a
+    chunk is forwarded ``delay`` seconds after it was read.
+    """
+
+    def __init__(self, target_port: int, delay: float, *, subscribers_only: bool = True) -> None:
+        self.target_port = target_port
+        self.delay = delay
+        self.subscribers_only = subscribers_only
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def __aenter__(self) -> SlowLinkProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, up_writer]
+        slow = [not self.subscribers_only]
+        for source, sink, upstream in ((reader, up_writer, True), (up_reader, writer, False)):
+            queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+            self._spawn(self._read(source, queue, slow, upstream=upstream))
+            self._spawn(self._write(queue, sink, (writer, up_writer)))
+
+    async def _read(
+        self,
+        source: asyncio.StreamReader,
+        queue: asyncio.Queue[tuple[float, bytes] | None],
+        slow: list[bool],
+        *,
+        upstream: bool,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while data := await source.read(65536):
+                if upstream and b"SUBSCRIBE" in data.upper():
+                    slow[0] = True
+                queue.put_nowait((loop.time() + (self.delay if slow[0] else 0.0), data))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            queue.put_nowait(None)
+
+    async def _write(
+        self,
+        queue: asyncio.Queue[tuple[float, bytes] | None],
+        sink: asyncio.StreamWriter,
+        writers: tuple[asyncio.StreamWriter, ...],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while (item := await queue.get()) is not None:
+                due, data = item
+                if due > loop.time():
+                    await asyncio.sleep(due - loop.time())
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            for writer in writers:
                 with contextlib.suppress(Exception):
                     writer.close()

@@ -33,6 +33,7 @@ from .nats_support import (
     running_cluster,
     wait_jetstream,
 )
+from .proxy import SlowLinkProxy
 
 pytestmark = pytest.mark.anyio
 
@@ -40,6 +41,7 @@ CASES = [
     pytest.param(("memory", "asyncio"), id="memory-asyncio"),
     pytest.param(("memory", "trio"), id="memory-trio"),
     pytest.param(("redis", "asyncio"), id="redis", marks=pytest.mark.redis),
+    pytest.param(("redis-slow", "asyncio"), id="redis-slow-link", marks=pytest.mark.redis),
     pytest.param(("nats", "asyncio"), id="nats", marks=pytest.mark.nats),
 ]
 
@@ -82,19 +84,38 @@ def fresh_cluster(kind: str) -> Callable[[], AbstractAsyncContextManager[list[Re
             async with nats_cluster([SHARED_NATS, SHARED_NATS])() as registries:
                 yield registries
             return
-        else:
+        elif kind == "redis":
             from wsregistry.backends.redis import RedisBackend
 
             namespace = "wsrtest-" + uuid.uuid4().hex[:12]
             make = cluster_of(lambda: RedisBackend(SHARED_REDIS, namespace=namespace))
+        else:  # the second node's pub/sub link is slow: races happen on purpose
+            async with SlowLinkProxy(6379, 0.05) as proxy, slow_pair(proxy.url) as registries:
+                yield registries
+            return
         async with make() as registries:
             yield registries
 
     return cluster
 
 
+@asynccontextmanager
+async def slow_pair(slow_url: str) -> AsyncIterator[list[Registry]]:
+    from wsregistry.backends.redis import RedisBackend
+
+    namespace = "wsrtest-" + uuid.uuid4().hex[:12]
+    async with AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(
+                Registry(backend=RedisBackend(url, namespace=namespace, probe_interval=5.0))
+            )
+            for url in (SHARED_REDIS, slow_url)
+        ]
+
+
 async def test_backend_keeps_the_contract(case: tuple[str, str]) -> None:
-    await check_backend(fresh_cluster(case[0]), check_timeout=TIMEOUT)
+    timeout = TIMEOUT * 3 if case[0] == "redis-slow" else TIMEOUT
+    await check_backend(fresh_cluster(case[0]), check_timeout=timeout)
 
 
 def nats_cluster(urls: list[str]) -> Callable[[], AbstractAsyncContextManager[list[Registry]]]:

@@ -101,6 +101,10 @@ def test_bad_names_are_rejected() -> None:
         ({"heartbeat_interval": 0}, ValueError),
         ({"heartbeat_interval": "1"}, TypeError),
         ({"heartbeat_interval": 2.0, "presence_timeout": 1.0}, ValueError),
+        ({"heartbeat_interval": 1.0, "presence_timeout": 1.5}, ValueError),  # leases would flap
+        ({"publish_linger": -0.001}, ValueError),
+        ({"publish_linger": 1.0}, ValueError),
+        ({"publish_linger": "0"}, TypeError),
         ({"max_pending": 0}, ValueError),
         ({"reconnect_backoff": (0.1,)}, ValueError),
         ({"on_state_change": 5}, TypeError),

@@ -157,7 +157,8 @@ async def test_crashed_node_presence_expires_and_is_purged(
         assert await a.online_count("ghost") == 1
         backend = b.backend
         assert isinstance(backend, RedisBackend)
-        for task in backend._tasks:  # simulate a frozen/killed process
+        assert backend._run is not None
+        for task in backend._run.tasks:  # simulate a frozen/killed process
             task.cancel()
         started = anyio.current_time()
         await until(lambda: _equals(a.is_online("ghost"), False))
@@ -230,7 +231,7 @@ async def test_link_that_lost_its_subscriptions_is_rebuilt(
         await b.connect(remote, key="k")
         backend = b.backend
         assert isinstance(backend, RedisBackend)
-        link = backend._listener._conn if backend._listener is not None else None
+        link = backend._run.listener._conn if backend._run is not None else None
         assert link is not None
         await link.send_command("UNSUBSCRIBE")  # fault injection: every channel dropped
         await until(lambda: _true(health(b).detail["probe_failures"] >= 1))

@@ -1,17 +1,26 @@
 """The Redis backend's subscription link: one dedicated pub/sub connection.
 
 The link keeps the server's subscriptions equal to :attr:`Listener.wanted`
-(changed through :meth:`Listener.want` and :meth:`Listener.unwant`). A single
-sync task turns the changes into one write of ``SUBSCRIBE`` /
-``UNSUBSCRIBE`` commands followed by ``PING <token>``; the server answers in
-order, so the pong proves every earlier change is in effect. Callers of
-:meth:`Listener.sync` wait for that pong, which is how "after
-``connection_added`` returns, the connection is reachable" is kept.
+(changed through :meth:`Listener.want` and :meth:`Listener.unwant`, which never
+block). A single sync task turns the changes into one write of ``SUBSCRIBE`` /
+``UNSUBSCRIBE`` commands followed by ``PING <token>``; the pong of the first
+PING on a fresh connection marks the link up.
+
+Readiness is tracked **per channel**: Redis answers every channel of a
+``SUBSCRIBE``/``UNSUBSCRIBE`` with its own reply, in order. A channel is
+*ready* when it is wanted, its last command was a ``SUBSCRIBE`` and every
+command sent for it has been answered. :meth:`Listener.wait_ready` waits for
+exactly that, whoever asked for the channel first: a second connect of a key
+waits for the first one's ``SUBSCRIBE`` too, and an ``UNSUBSCRIBE`` in flight
+is never mistaken for readiness. This is how "after ``connection_added`` /
+``group_joined`` returns, the node is reachable" is kept.
 
 Any read or write error, or :meth:`Listener.rebuild` (the liveness probe found
-the link deaf), drops the connection. :meth:`Listener.run` then reconnects with
-jittered exponential backoff and subscribes to everything in ``wanted`` again.
-Only one connection exists at a time, so no message is delivered twice.
+the link deaf), drops the connection: every channel stops being ready and
+waiters return ``False`` (while the link is down, membership calls do not
+wait). :meth:`Listener.run` then reconnects with jittered exponential backoff
+and subscribes to everything in ``wanted`` again. Only one connection exists
+at a time, so no message is delivered twice.
 """
 
 from __future__ import annotations
@@ -20,11 +29,12 @@ import asyncio
 import itertools
 import logging
 import math
-import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
+
+from ._redis_health import Backoff
 
 if TYPE_CHECKING:
     from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -36,37 +46,6 @@ _CHUNK = 512  # channels per SUBSCRIBE/UNSUBSCRIBE command
 
 class LinkLost(Exception):
     """The link was dropped on purpose (rebuild) or by the server."""
-
-
-class Backoff:
-    """Jittered exponential backoff: ``uniform(d/2, d)``, ``d`` doubling up to ``cap``."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-
-    def reset(self) -> None:
-        """Start over after a success."""
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        """The next delay in seconds."""
-        delay = min(self.cap, self.base * 2 ** min(self.attempt, 30))
-        self.attempt += 1
-        return random.uniform(delay / 2, delay)
-
-
-class _Waiter:
-    __slots__ = ("done", "ok")
-
-    def __init__(self) -> None:
-        self.done = asyncio.Event()
-        self.ok = False
-
-    def resolve(self, ok: bool) -> None:
-        self.ok = ok
-        self.done.set()
 
 
 class Listener:
@@ -98,11 +77,13 @@ class Listener:
         self._on_state = on_state
         self._backoff = backoff
         self._conn: AbstractConnection | None = None
-        self._active: set[str] = set()
+        self._active: set[str] = set()  # last command sent per channel was SUBSCRIBE
+        self._unanswered: dict[str, int] = {}  # (UN)SUBSCRIBE commands awaiting replies
+        self._ready: set[str] = set()  # active and answered: traffic reaches us
+        self._ready_waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self._touched: set[str] = set()  # channels changed since the last sync
         self._dirty = asyncio.Event()
-        self._pending: list[_Waiter] = []
-        self._inflight: dict[bytes, list[_Waiter]] = {}
+        self._pings: set[bytes] = set()  # PING tokens sent on this link, pong not yet read
         self._tokens = itertools.count()
         self._lost: asyncio.Future[None] | None = None
         self._stopped = False
@@ -113,33 +94,71 @@ class Listener:
         return len(self._active)
 
     def want(self, channel: str) -> None:
-        """Subscribe to ``channel`` soon (never blocks)."""
+        """Subscribe to ``channel`` soon (never blocks; idempotent)."""
+        if channel in self.wanted:
+            return
         self.wanted.add(channel)
         self._touched.add(channel)
         self._dirty.set()
 
     def unwant(self, channel: str) -> None:
-        """Unsubscribe from ``channel`` soon (never blocks)."""
+        """Unsubscribe from ``channel`` soon (never blocks; idempotent).
+
+        Whoever waits for the channel to be ready gets ``False``.
+        """
+        if channel not in self.wanted:
+            return
         self.wanted.discard(channel)
         self._touched.add(channel)
         self._dirty.set()
+        self._resolve(channel, False)
 
-    async def sync(self, timeout: float) -> bool:
-        """Wait until the server applied every change of ``wanted`` made so far.
+    def is_ready(self, channel: str) -> bool:
+        """Whether traffic on ``channel`` reaches this node now (non-blocking)."""
+        return self.up and channel in self._ready
 
-        Returns ``False`` at once when the link is down (the next link subscribes
-        to everything anyway), or when ``timeout`` passes.
+    async def wait_ready(self, channel: str) -> bool:
+        """Wait until ``channel`` is ready; ``False`` if the link goes down or it is unwanted.
+
+        Not bounded by itself: callers bound it (``op_timeout``, cancellation).
         """
-        if not self.up:
+        if channel in self._ready:
+            return self.up
+        if not self.up or channel not in self.wanted:
             return False
-        waiter = _Waiter()
-        self._pending.append(waiter)
-        self._dirty.set()
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        waiters = self._ready_waiters.setdefault(channel, [])
+        waiters.append(future)
         try:
-            await asyncio.wait_for(waiter.done.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return waiter.ok
+            return await future
+        finally:
+            if not future.done():
+                future.cancel()
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters and self._ready_waiters.get(channel) is waiters:
+                del self._ready_waiters[channel]
+
+    def _resolve(self, channel: str, ready: bool) -> None:
+        for future in self._ready_waiters.pop(channel, ()):
+            if not future.done():
+                future.set_result(ready)
+
+    def _answered(self, channel: str, *, subscribed: bool) -> None:
+        """A (UN)SUBSCRIBE reply for ``channel`` arrived (replies come in command order)."""
+        count = self._unanswered.get(channel, 0)
+        if not count:  # not ours (e.g. the server dropped it): not ready any more
+            if not subscribed:
+                self._ready.discard(channel)
+            return
+        left = count - 1
+        if left > 0:
+            self._unanswered[channel] = left
+            return
+        self._unanswered.pop(channel, None)
+        if channel in self._active:
+            self._ready.add(channel)
+            self._resolve(channel, True)
 
     def stop(self) -> None:
         """Make :meth:`run` return (with the cancellation of its task). Never blocks."""
@@ -207,13 +226,11 @@ class Listener:
         elif lost is not None and not lost.cancelled():
             lost.exception()  # retrieved: no "never retrieved" warning
         self._active = set()
-        for waiters in self._inflight.values():
-            for waiter in waiters:
-                waiter.resolve(False)
-        self._inflight.clear()
-        pending, self._pending = self._pending, []
-        for waiter in pending:
-            waiter.resolve(False)
+        self._unanswered.clear()
+        self._ready.clear()
+        for channel in list(self._ready_waiters):
+            self._resolve(channel, False)
+        self._pings.clear()
         if conn is not None:
             try:
                 await conn.disconnect(nowait=True)
@@ -246,8 +263,11 @@ class Listener:
                 active.update(add)
                 active.difference_update(remove)
             token = b"wsr-%d" % next(self._tokens)
-            self._inflight[token] = self._pending
-            self._pending = []
+            self._pings.add(token)
+            unanswered = self._unanswered
+            for channel in (*add, *remove):
+                unanswered[channel] = unanswered.get(channel, 0) + 1
+                self._ready.discard(channel)
             commands: list[tuple[Any, ...]] = []
             for name, channels in (("SUBSCRIBE", add), ("UNSUBSCRIBE", remove)):
                 for start in range(0, len(channels), _CHUNK):
@@ -268,9 +288,12 @@ class Listener:
             if kind == b"message":
                 self.messages += 1
                 on_message(response[2])
+            elif kind == b"subscribe" or kind == b"unsubscribe":
+                channel = response[1]
+                name = channel.decode("latin-1") if isinstance(channel, bytes) else str(channel)
+                self._answered(name, subscribed=kind == b"subscribe")
             elif kind == b"pong":
-                waiters = self._inflight.pop(response[1], None)
-                if waiters is not None:
-                    self._set_up(True, None)
-                    for waiter in waiters:
-                        waiter.resolve(True)
+                token = response[1]
+                if token in self._pings:
+                    self._pings.discard(token)
+                    self._set_up(True, None)  # everything sent before it is applied

@@ -36,6 +36,7 @@ import binascii
 import hashlib
 import re
 import struct
+from typing import Any
 
 from .._types import Key, Payload
 from ..envelope import Envelope, EnvelopeKind
@@ -280,19 +281,53 @@ return 1
 """
 )
 
+REAP_BUDGET = 256
+"""Most presence entries one reaper step removes: one step never blocks Redis for long."""
+
 REAP = (
     _NOW
-    + _PURGE
     + """
--- KEYS[1] nodes, KEYS[2] conns; ARGV[1] prefix. Purges nodes whose lease expired.
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 16)
-for _, node in ipairs(dead) do
-  purge(ARGV[1], KEYS[2], node)
-  redis.call('ZREM', KEYS[1], node)
+-- KEYS[1] nodes, KEYS[2] conns; ARGV[1] prefix, ARGV[2] budget, ARGV[3] node ('' = any
+-- node whose lease expired). One bounded step: removes at most ARGV[2] entries of one
+-- expired node, and the node itself once it has none left. Returns the work done
+-- (0: nothing to reap); callers repeat while it is positive.
+local node = ARGV[3]
+if node == '' then
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1)
+  if #dead == 0 then return 0 end
+  node = dead[1]
+else
+  local lease = redis.call('ZSCORE', KEYS[1], node)
+  if not lease or tonumber(lease) > now then return 0 end
 end
-return #dead
+local budget = tonumber(ARGV[2])
+local nk = ARGV[1] .. 'nk:' .. node
+local fields = redis.call('HRANDFIELD', nk, budget, 'WITHVALUES')
+for i = 1, #fields, 2 do
+  redis.call('HDEL', fields[i + 1], node)
+  redis.call('HDEL', nk, fields[i])
+end
+local work = #fields / 2
+if work < budget then
+  local ids = redis.call('SPOP', ARGV[1] .. 'nc:' .. node, budget - work)
+  for _, id in ipairs(ids) do
+    if redis.call('HGET', KEYS[2], id) == node then redis.call('HDEL', KEYS[2], id) end
+  end
+  work = work + #ids
+end
+if work < budget then
+  redis.call('ZREM', KEYS[1], node)
+  work = work + 1
+end
+return work
 """
 )
+
+
+def reap_args(layout: Layout, *, budget: int = REAP_BUDGET, node: str = "") -> tuple[Any, ...]:
+    """``EVAL`` arguments (after the script) of one :data:`REAP` step (of ``node`` if given)."""
+    return (2, layout.nodes, layout.conns, layout.prefix, budget, node)
+
 
 COUNT = (
     _NOW

@@ -1,43 +1,53 @@
 """The Redis backend: registries in many processes and machines act as one.
 
-Needs ``pip install 'wsregistry[redis]'`` (redis-py) and asyncio: redis-py's
-client is asyncio-only, so a registry with this backend cannot run on trio.
+Needs ``pip install 'wsregistry[redis]'`` (redis-py, with the ``hiredis``
+parser) and asyncio: redis-py's client is asyncio-only, so a registry with this
+backend cannot run on trio.
 
-How it works (names and wire format: ``wsregistry.backends._redis_wire``):
+This module is the façade: options, lifecycle and the backend hooks. ``_redis_run``
+wires one run (``start`` to ``aclose``) of the parts; each job lives in its own
+module (the names and wire format in ``_redis_wire``):
 
-* **Interest routing.** A node subscribes to ``ns:k:<key>`` when its first
-  connection of a key arrives and unsubscribes after the last leaves; likewise
-  ``ns:g:<group>`` for groups. Every node subscribes to ``ns:all`` (broadcasts)
-  and to its own ``ns:n:<node>`` (sends to one connection id, found through the
-  ``ns:conns`` map, and liveness probes). A node therefore processes only
-  traffic for its own keys and groups, plus broadcasts.
-* **Exactly once while Redis is up.** The registry delivers its own
-  connections itself; a node drops envelopes it published (origin id), uses
-  one subscription connection at a time and never retries a publish, so no
-  connection gets a message twice. Per-publisher order holds: one writer task
-  sends publishes in call order, batched into pipelines.
+* ``_redis_outbox``: the outbox of typed items and its one writer task, which
+  sends publishes in call order, batched into pipelines, lingering briefly
+  only under load (``publish_linger``).
+* ``_redis_presence``: presence bookkeeping, the lease heartbeat, the bounded
+  reaper of crashed nodes, presence queries and leaving.
+* ``_redis_listener``: the subscription link, with readiness per channel.
+* ``_redis_probe``: decoding received messages, and the liveness probe.
+* ``_redis_health``: the counters of a run, and the supervision of background
+  loops (a loop that fails is logged, counted and restarted; none dies silently).
+
+Guarantees (the guide: ``docs/guides/scaling.md``):
+
+* **Reachable when a call returns.** :meth:`RedisBackend.connection_added` and
+  :meth:`RedisBackend.group_joined` return once the key's (group's) channel is
+  subscribed *on Redis* and the presence is written, whichever call asked for
+  the channel first: readiness is tracked per channel. Interest follows the
+  registry's truth (its local count of a key; the last member leaving a
+  group), not "first member" hints, so a cancelled first connect never leaves
+  a channel unsubscribed for the members that stay. Bounded by ``op_timeout``;
+  while Redis is unreachable they return at once.
+* **Exactly once while Redis is up**, in order per publisher: the registry
+  delivers its own connections itself, a node drops envelopes it published,
+  one subscription connection exists at a time and publishes are never retried.
+* **Shutdown.** :meth:`RedisBackend.flush` returns once every earlier publish
+  was handed to Redis; :meth:`RedisBackend.aclose` flushes what is left (unless
+  a flush was already cut short), withdraws this node's presence and releases
+  every task and socket. Both obey cancellation at once (the registry bounds
+  them by ``drain_timeout`` and ``close_timeout``); ``aclose`` bounds itself by
+  ``op_timeout`` too. Publishes not confirmed by Redis then are counted in
+  ``publish_failures``.
 * **Presence with leases.** Each node keeps a lease in ``ns:nodes`` (expiry on
-  Redis's clock) renewed every ``heartbeat_interval``; its keys' counts live in
-  ``ns:p:<key>``. Readers ignore nodes whose lease expired, so a crashed
-  (``kill -9``) process's connections disappear from :meth:`presence_count`,
-  :meth:`online_keys` and ``is_online`` within ``presence_timeout`` (default
-  3 x ``heartbeat_interval`` = 3 s), and any live node purges its entries at
-  its next heartbeat.
-* **Failures.** If Redis goes away, local delivery goes on. :meth:`publish`
-  does not wait for Redis: it queues the envelope for the writer and returns;
-  once a Redis command has failed (until the writer's resync succeeds) or
-  while ``max_pending`` envelopes wait, it raises
-  :class:`~wsregistry.errors.BackendUnavailable`, which the registry counts in
-  ``stats().backend_errors``. Envelopes lost in flight, or still queued when a
-  command failed, are counted in ``health().detail["publish_failures"]``.
-  Delivery is at-most-once across an outage: nothing is replayed later. The
-  subscription link reconnects with jittered exponential backoff and
-  subscribes to everything again; presence is rewritten (re-asserted) after
-  every reconnect. A probe published to the node's own channel every
-  ``probe_interval`` detects a link that is connected but deaf (within
-  ``probe_interval + probe_timeout``) and rebuilds it. :meth:`health` (also in
-  ``registry.stats().backend``) and the ``on_state_change`` callback show the
-  state.
+  Redis's clock) renewed at a fixed rate of ``heartbeat_interval``; readers
+  ignore nodes whose lease expired, so a crashed process's connections vanish
+  within ``presence_timeout``; live nodes purge them in bounded steps.
+* **Failures.** Local delivery goes on. :meth:`RedisBackend.publish` raises
+  :class:`~wsregistry.errors.BackendUnavailable` while commands fail (until a
+  presence rewrite succeeds) or ``max_pending`` publishes wait; publishes lost
+  in flight are counted. At-most-once across an outage: nothing is replayed.
+  The link reconnects with jittered backoff and subscribes again; presence is
+  rewritten after every reconnect; a deaf link is found by the probe and rebuilt.
 
 Standalone Redis (or a primary with replicas) only: the Lua scripts touch keys
 they compute, which Redis Cluster does not allow.
@@ -49,16 +59,13 @@ import asyncio
 import logging
 import math
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import anyio
 
 try:
-    import redis.asyncio as aioredis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
+    import redis  # noqa: F401 - fail here, with the extra to install, if redis-py is missing
 except ImportError as exc:  # pragma: no cover - exercised by the import-isolation test
     raise ImportError(
         "wsregistry.backends.redis needs redis-py: pip install 'wsregistry[redis]'"
@@ -69,42 +76,18 @@ from ..errors import BackendUnavailable
 from ..stats import BackendHealth
 from . import _redis_wire as wire
 from ._redis_emitter import RedisEmitter, SyncRedisEmitter
-from ._redis_listener import Backoff, Listener
+from ._redis_health import Counters
+from ._redis_outbox import Publish, PublishToConnection
+from ._redis_presence import BROKEN, Leases
+from ._redis_run import Run
 from .base import Backend, LocalNode
 
 if TYPE_CHECKING:
-    from redis.asyncio.client import Pipeline
-
     from .._types import Key
 
 __all__ = ["RedisBackend", "RedisEmitter", "SyncRedisEmitter"]
 
 logger = logging.getLogger("wsregistry")
-
-_BROKEN = (RedisError, OSError, asyncio.TimeoutError)
-
-# Outbox items: (tag, a, b)
-_PUB = 0  # publish data b to channel a
-_TO_CONN = 1  # publish data b to the node holding connection a
-_KEY = 2  # rewrite presence of key a
-_CONN = 3  # rewrite the node map entry of connection a
-_FLUSH = 4  # resolve waiter a once everything before it reached Redis
-
-
-def _redis_pool(
-    url: str, *, socket_timeout: float, connect_timeout: float
-) -> aioredis.ConnectionPool:
-    """A connection pool that never retries (a retried publish could deliver twice).
-
-    RESP2 keeps pub/sub replies plain arrays (``pong`` included) on every server version.
-    """
-    return aioredis.ConnectionPool.from_url(
-        url,
-        protocol=2,
-        retry=Retry(NoBackoff(), 0),
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=connect_timeout,
-    )
 
 
 class RedisBackend(Backend):
@@ -118,14 +101,20 @@ class RedisBackend(Backend):
         heartbeat_interval: seconds between lease renewals.
         presence_timeout: seconds after which a node that stopped renewing its
             lease (crashed, partitioned) counts as gone. Default: 3 x
-            ``heartbeat_interval``. Must exceed ``heartbeat_interval``.
+            ``heartbeat_interval``. Must be at least 2 x ``heartbeat_interval``
+            (one late renewal never expires a live node).
         probe_interval: seconds between liveness probes of the subscription link.
         probe_timeout: seconds a probe may take before the link is rebuilt.
         reconnect_backoff: ``(first, cap)`` seconds of the jittered exponential
             reconnect delay.
-        op_timeout: seconds :meth:`connection_added` and :meth:`group_joined`
-            wait for Redis before giving up (they never raise for Redis failures).
-        socket_timeout: seconds one Redis command may take.
+        op_timeout: the bound of every call that waits for Redis: a connect or
+            join waiting to be reachable, presence queries, start-up, and
+            :meth:`aclose` as a whole.
+        socket_timeout: seconds one Redis command may take on the wire.
+        publish_linger: seconds the writer may wait to fill a bigger pipeline
+            **under load** (two or more messages queued while the previous
+            pipeline was in flight); a message published while the writer is idle
+            goes out at once. 0 disables lingering. Default 0.5 ms.
         max_message_bytes: largest encoded envelope published; bigger ones are
             delivered locally only and counted in ``detail["oversized"]``.
         max_pending: most envelopes waiting for the writer; beyond it
@@ -150,6 +139,7 @@ class RedisBackend(Backend):
         reconnect_backoff: tuple[float, float] = (0.1, 5.0),
         op_timeout: float = 5.0,
         socket_timeout: float = 5.0,
+        publish_linger: float = 0.0005,
         max_message_bytes: int = 4 * 1024 * 1024,
         max_pending: int = 100_000,
         on_state_change: Callable[[BackendHealth], object] | None = None,
@@ -171,8 +161,15 @@ class RedisBackend(Backend):
         if presence_timeout is None:
             presence_timeout = 3 * heartbeat_interval
         _check_seconds("presence_timeout", presence_timeout)
-        if presence_timeout <= heartbeat_interval:
-            raise ValueError("presence_timeout must be greater than heartbeat_interval")
+        if presence_timeout < 2 * heartbeat_interval:
+            raise ValueError(
+                "presence_timeout must be at least 2 x heartbeat_interval "
+                f"(got {presence_timeout} and {heartbeat_interval})"
+            )
+        if not isinstance(publish_linger, (int, float)) or isinstance(publish_linger, bool):
+            raise TypeError("publish_linger must be a number of seconds")
+        if math.isnan(publish_linger) or not 0 <= publish_linger <= 0.1:
+            raise ValueError(f"publish_linger must be within 0..0.1 s, got {publish_linger}")
         for name, count in (("max_message_bytes", max_message_bytes), ("max_pending", max_pending)):
             if not isinstance(count, int) or isinstance(count, bool) or count < 1:
                 raise ValueError(f"{name} must be a positive int, got {count!r}")
@@ -187,51 +184,13 @@ class RedisBackend(Backend):
         self.reconnect_backoff = (float(reconnect_backoff[0]), float(reconnect_backoff[1]))
         self.op_timeout = float(op_timeout)
         self.socket_timeout = float(socket_timeout)
+        self.publish_linger = float(publish_linger)
         self.max_message_bytes = max_message_bytes
         self.max_pending = max_pending
         self.on_state_change = on_state_change
-        self._node: LocalNode | None = None
-        self._closed = False
-        self._client: aioredis.Redis | None = None
-        self._listener: Listener | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._outbox: deque[tuple[int, Any, Any]] = deque()
-        self._pending_publishes = 0
-        self._wake: asyncio.Event | None = None
-        self._resync = True
-        self._writer_ok = False
+        self._run: Run | None = None
+        self._last: Run | None = None  # the previous run, for health() after close
         self._reported = False
-        self._link_seen = False
-        self._up: asyncio.Event | None = None
-        self._conns: dict[str, Key] = {}
-        self._interest: dict[str, int] = {}
-        self._probes: dict[str, asyncio.Event] = {}
-        self._origin = b""
-        self._me = ""
-        self._stats: dict[str, int] = dict.fromkeys(
-            (
-                "published",
-                "publish_failures",
-                "rejected",
-                "oversized",
-                "received",
-                "processed",
-                "delivered",
-                "unmatched",
-                "own",
-                "malformed",
-                "probes",
-                "probe_failures",
-                "probes_late",
-                "lease_lost",
-                "resyncs",
-                "task_failures",
-            ),
-            0,
-        )
-        self._errors = 0
-        self._reconnects = 0
-        self._last_error = ""
         self._last_change = time.time()
 
     def __repr__(self) -> str:
@@ -243,14 +202,18 @@ class RedisBackend(Backend):
     @property
     def connected(self) -> bool:
         """Whether publishes and subscriptions currently reach Redis."""
-        listener = self._listener
-        return self._writer_ok and listener is not None and listener.up and not self._closed
+        run = self._run
+        return run is not None and run.connected
 
     async def start(self, node: LocalNode) -> None:
-        """Connect, subscribe, write this node's lease and start the background tasks.
+        """Connect, subscribe, write this node's presence and start the background tasks.
+
+        Called by the registry each time it starts; a backend starts again after
+        :meth:`aclose` with a clean state (counters included). Waits at most
+        ``op_timeout``.
 
         Raises:
-            RuntimeError: not running on asyncio (e.g. trio), started twice, or
+            RuntimeError: not running on asyncio (e.g. trio), already running, or
                 another live process uses the same node id in this namespace.
             BackendUnavailable: Redis cannot be reached within ``op_timeout``.
         """
@@ -261,151 +224,108 @@ class RedisBackend(Backend):
                 "RedisBackend needs asyncio (redis-py is asyncio-only); "
                 "run the registry on asyncio, not trio"
             ) from None
-        if self._node is not None or self._closed:
-            raise RuntimeError("a RedisBackend serves one registry and starts once")
-        self._node = node
-        self._origin = node.node_id.encode("utf-8")
-        self._me = wire.name_of(node.node_id)
-        self._wake = asyncio.Event()
-        self._up = asyncio.Event()
-        pool = _redis_pool(
-            self.url, socket_timeout=self.socket_timeout, connect_timeout=self.op_timeout
-        )
-        self._client = aioredis.Redis(connection_pool=pool)
-        self._listener = Listener(
-            pool,
-            on_message=self._on_message,
-            on_state=self._on_link,
-            backoff=Backoff(*self.reconnect_backoff),
-        )
-        self._listener.wanted.update((self._layout.all, self._layout.node_channel(self._me)))
+        if self._run is not None:
+            raise RuntimeError("this RedisBackend is already running (it serves one registry)")
+        run = Run(self, node)
+        self._run = run
         try:
-            await asyncio.wait_for(self._client.ping(), self.op_timeout)
-            await self._check_unique(node.node_id)
-        except _BROKEN as exc:
-            await self._release()
-            raise BackendUnavailable("redis", f"cannot reach {_safe_url(self.url)}: {exc}") from exc
-        except BaseException:
-            await self._release()
+            with anyio.fail_after(self.op_timeout):
+                try:
+                    await run.client.ping()
+                except BROKEN as exc:
+                    raise BackendUnavailable(
+                        "redis", f"cannot reach {_safe_url(self.url)}: {exc}"
+                    ) from exc
+                await run.leases.check_unique(node.node_id)
+                run.spawn_tasks()
+                while not await run.publisher.mark().done:
+                    pass  # the writer retries (with backoff) until op_timeout
+                await run.up.wait()
+        except BaseException as exc:
+            self._last, self._run = run, None
+            with anyio.CancelScope(shield=True):
+                await run.release()
+            if isinstance(exc, TimeoutError):
+                raise BackendUnavailable(
+                    "redis", f"could not start within op_timeout ({self.op_timeout}s)"
+                ) from None
+            if isinstance(exc, BROKEN) and not isinstance(exc, asyncio.CancelledError):
+                raise BackendUnavailable("redis", str(exc)) from exc
             raise
-        for name, loop in (
-            ("listener", self._listener.run),
-            ("writer", self._write_loop),
-            ("heartbeat", self._heartbeat_loop),
-            ("probe", self._probe_loop),
-        ):
-            self._tasks.append(asyncio.ensure_future(self._supervise(name, loop)))
-        waiter = self._flush_waiter()
-        try:
-            await asyncio.wait_for(waiter.wait(), self.op_timeout)
-            await asyncio.wait_for(self._up.wait(), self.op_timeout)
-        except asyncio.TimeoutError:
-            await self.aclose()
-            raise BackendUnavailable("redis", "could not subscribe within op_timeout") from None
-        except BaseException:  # cancelled while starting: leave no task behind
-            self._closed = True
-            for task in self._tasks:
-                task.cancel()
-            raise
+        self._notify_state()
         logger.debug("redis backend of node %s started", node.node_id)
 
-    async def _check_unique(self, node_id: str) -> None:
-        """Refuse a node id that another live process renews (own-message dropping needs it).
+    async def flush(self) -> None:
+        """Wait until every publish made so far was handed to Redis (or counted as lost).
 
-        A lease left by a crashed predecessor with the same id is taken over.
+        Blocks until then; obeys cancellation at once (the registry bounds it by
+        ``drain_timeout``). Returns at once when not running. If cut short,
+        :meth:`aclose` does not wait for Redis again: what is still unsent is
+        dropped and counted in ``detail["publish_failures"]``.
         """
-        client = self._client
-        assert client is not None
-        nodes = self._layout.nodes
-        lease, now = await client.eval(wire.LEASE, 1, nodes, self._me)
-        if lease <= now:
+        run = self._run
+        if run is None:
             return
-        await asyncio.sleep(1.5 * self.heartbeat_interval)
-        renewed, _ = await client.eval(wire.LEASE, 1, nodes, self._me)
-        if renewed > lease:
-            raise RuntimeError(
-                f"node id {node_id!r} is already live in namespace {self.namespace!r}; "
-                "give every registry its own node_id (the default is random)"
-            )
+        try:
+            await run.publisher.mark().done
+        except BaseException:
+            run.flush_cut_short = True
+            raise
 
     async def aclose(self) -> None:
-        """Stop the tasks, remove this node's presence and close the connections. Idempotent."""
-        if self._closed:
+        """Flush, withdraw this node's presence, stop every task and close the sockets.
+
+        Idempotent. Waits at most ``op_timeout`` for Redis in all, and less when
+        cancelled (the registry bounds it by ``close_timeout``): whatever the
+        outcome, every task and connection is released before it returns or
+        raises (a shielded cleanup of at most 0.1 s). Publishes Redis did not
+        confirm are counted in ``detail["publish_failures"]``.
+        """
+        run = self._run
+        if run is None:
             return
-        self._closed = True
-        if self._listener is not None:
-            self._listener.stop()
-        if self._wake is not None:
-            self._wake.set()
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        # Loops also stop on ``_closed``: redis-py may swallow a cancellation mid-command.
-        if tasks:
-            _, stuck = await asyncio.wait(tasks, timeout=self.op_timeout)
-            if stuck:
-                logger.error("%d redis backend tasks did not stop", len(stuck))
-        for _tag, item, _data in self._outbox:
-            if _tag == _FLUSH:
-                item.set()
-        self._outbox.clear()
-        client = self._client
-        if client is not None and self._me:
-            try:
-                await asyncio.wait_for(self._leave(client), self.op_timeout)
-            except _BROKEN as exc:
-                logger.info("could not remove presence of node %s: %r", self._me, exc)
-        await self._release()
-        self._notify_state()
-
-    async def _release(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose(close_connection_pool=True)
-
-    async def _supervise(self, name: str, loop: Callable[[], Any]) -> None:
-        """Run a background loop forever: log, count and restart it if it fails."""
-        backoff = Backoff(*self.reconnect_backoff)
-        while not self._closed:
-            try:
-                await loop()
-                if self._closed:
-                    return
-                raise RuntimeError(f"{name} loop returned")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._stats["task_failures"] += 1
-                self._error(exc)
-                logger.exception("redis backend %s task failed; restarting it", name)
-            await asyncio.sleep(backoff.next_delay())
+        run.publisher.closing = True
+        try:
+            with anyio.move_on_after(self.op_timeout):
+                if not run.flush_cut_short and run.publisher.ok:
+                    await run.publisher.mark().done
+                if run.publisher.ok:
+                    await run.leases.leave()
+        except BROKEN as exc:
+            logger.info("could not withdraw the presence of node %s: %r", run.me, exc)
+        finally:
+            self._last, self._run = run, None
+            with anyio.CancelScope(shield=True):
+                await run.release()
+            self._notify_state()
 
     # -- publishing --------------------------------------------------------------------
+
+    @property
+    def reaches_other_nodes(self) -> bool:
+        """``True``: other processes may hold any key (Redis cannot tell cheaply)."""
+        return True
 
     async def publish(self, envelope: Envelope) -> None:
         """Queue ``envelope`` for the other nodes; returns without waiting for Redis.
 
-        Envelopes go out in call order. One that is lost after it was queued
-        (Redis failed mid-flight) is counted in ``detail["publish_failures"]``.
-
-        Publishing needs only the command link: while just the subscription
-        link is down (and reconnecting) this node still reaches the others.
+        Envelopes go out in call order. One lost after it was queued (Redis
+        failed mid-flight, or shutdown came first) is counted in
+        ``detail["publish_failures"]``. Publishing needs only the command link:
+        while just the subscription link is down this node still reaches the others.
 
         Raises:
-            BackendUnavailable: Redis commands are failing (until the writer
-                reconnects), or ``max_pending`` envelopes are already waiting.
+            BackendUnavailable: not running, Redis commands are failing (until the
+                writer reconnects), or ``max_pending`` envelopes already wait.
                 Nothing is queued then.
         """
-        if not self._writer_ok or self._closed:
-            self._stats["rejected"] += 1
-            raise BackendUnavailable("redis", "not connected; delivered locally only")
-        if self._pending_publishes >= self.max_pending:
-            self._stats["rejected"] += 1
-            raise BackendUnavailable("redis", f"{self.max_pending} publishes already pending")
-        data = wire.pack(envelope, self._origin)
+        run = self._run
+        if run is None:
+            raise BackendUnavailable("redis", "the backend is not running")
+        data = wire.pack(envelope, run.origin)
         if len(data) > self.max_message_bytes:
-            self._stats["oversized"] += 1
-            self._error(None, f"{len(data)}-byte message exceeds max_message_bytes")
+            run.counters.oversized += 1
+            run.counters.error(None, f"{len(data)}-byte message exceeds max_message_bytes")
             logger.warning(
                 "not publishing a %d-byte message (max_message_bytes=%d); delivered locally only",
                 len(data),
@@ -413,306 +333,55 @@ class RedisBackend(Backend):
             )
             return
         if envelope.kind is EnvelopeKind.CONNECTION:
-            self._queue(_TO_CONN, envelope.target, data)
+            run.publisher.publish(PublishToConnection(envelope.target, data))  # type: ignore[arg-type]
         else:
-            self._queue(_PUB, self._layout.channel_of(envelope), data)
-        self._pending_publishes += 1
-
-    def _queue(self, tag: int, item: Any, data: Any = None) -> None:
-        self._outbox.append((tag, item, data))
-        wake = self._wake
-        if wake is not None:
-            wake.set()
-
-    def _flush_waiter(self) -> asyncio.Event:
-        event = asyncio.Event()
-        self._queue(_FLUSH, event)
-        return event
-
-    async def _write_loop(self) -> None:
-        wake = self._wake
-        assert wake is not None
-        backoff = Backoff(*self.reconnect_backoff)
-        while not self._closed:
-            if not self._outbox and not self._resync:
-                wake.clear()
-                await wake.wait()
-                continue
-            ok = await (self._write_resync() if self._resync else self._write_batch())
-            if ok:
-                backoff.reset()
-            else:
-                await asyncio.sleep(backoff.next_delay())
-
-    async def _write_batch(self) -> bool:
-        client = self._client
-        assert client is not None
-        outbox = self._outbox
-        pipe = client.pipeline(transaction=False)
-        layout = self._layout
-        flushes: list[asyncio.Event] = []
-        keys: set[Key] = set()
-        conns: set[str] = set()
-        publishes = 0
-        for _ in range(min(len(outbox), 2048)):
-            tag, item, data = outbox.popleft()
-            if tag == _PUB:
-                pipe.publish(item, data)
-                publishes += 1
-            elif tag == _TO_CONN:
-                pipe.eval(
-                    wire.TO_CONNECTION, 2, layout.conns, layout.nodes, item, layout.prefix, data
-                )
-                publishes += 1
-            elif tag == _KEY:
-                keys.add(item)
-            elif tag == _CONN:
-                conns.add(item)
-            else:
-                flushes.append(item)
-        self._pending_publishes -= publishes
-        for key in keys:
-            self._write_key(pipe, key)
-        for conn_id in conns:
-            self._write_conn(pipe, conn_id)
-        try:
-            results = await pipe.execute(raise_on_error=False) if len(pipe) else []
-        except _BROKEN as exc:
-            self._commands_failed(exc, lost=publishes)
-            return False
-        finally:
-            for event in flushes:  # waiters learn the outcome from ``connected``
-                event.set()
-        self._stats["published"] += publishes
-        for result in results:
-            if isinstance(result, Exception):
-                self._error(result)
-                logger.warning("redis command failed: %r", result)
-        self._writer_ok_again()
-        return True
-
-    async def _write_resync(self) -> bool:
-        """Rewrite this node's whole presence (after start, reconnects, a lost lease)."""
-        client = self._client
-        node = self._node
-        assert client is not None
-        assert node is not None
-        self._resync = False
-        # The snapshot below covers every presence change queued so far.
-        self._outbox = deque(item for item in self._outbox if item[0] not in (_KEY, _CONN))
-        pipe = client.pipeline(transaction=True)
-        layout = self._layout
-        me = self._me
-        self._purge_into(pipe, drop_lease=False)
-        pipe.eval(wire.HEARTBEAT, 1, layout.nodes, me, int(self.presence_timeout * 1000))
-        names: dict[Any, Any] = {}
-        for key in node.local_keys():
-            name = wire.name_of(key)
-            presence = layout.presence_key(name)
-            names[name] = presence
-            pipe.hset(presence, me, node.local_count(key))
-        if names:
-            pipe.hset(layout.node_keys(me), mapping=names)
-        if self._conns:
-            pipe.hset(layout.conns, mapping=dict.fromkeys(self._conns, me))
-            pipe.sadd(layout.node_conns(me), *self._conns)
-        try:
-            await pipe.execute()
-        except _BROKEN as exc:
-            self._resync = True
-            self._commands_failed(exc, lost=0)
-            return False
-        self._stats["resyncs"] += 1
-        self._writer_ok_again()
-        return True
-
-    def _write_key(self, pipe: Pipeline, key: Key) -> None:
-        node = self._node
-        assert node is not None
-        layout, me = self._layout, self._me
-        name = wire.name_of(key)
-        presence = layout.presence_key(name)
-        count = node.local_count(key)
-        if count:
-            pipe.hset(presence, me, count)
-            pipe.hset(layout.node_keys(me), name, presence)
-        else:
-            pipe.hdel(presence, me)
-            pipe.hdel(layout.node_keys(me), name)
-
-    def _write_conn(self, pipe: Pipeline, conn_id: str) -> None:
-        layout, me = self._layout, self._me
-        if conn_id in self._conns:
-            pipe.hset(layout.conns, conn_id, me)
-            pipe.sadd(layout.node_conns(me), conn_id)
-        else:
-            pipe.hdel(layout.conns, conn_id)
-            pipe.srem(layout.node_conns(me), conn_id)
-
-    def _purge_into(self, pipe: Any, *, drop_lease: bool) -> Any:
-        layout = self._layout
-        return pipe.eval(
-            wire.PURGE_NODE,
-            2,
-            layout.nodes,
-            layout.conns,
-            layout.prefix,
-            self._me,
-            "1" if drop_lease else "0",
-        )
-
-    async def _leave(self, client: aioredis.Redis) -> None:
-        """Remove this node's presence, and that of crashed nodes nobody reaped yet."""
-        layout = self._layout
-        await self._purge_into(client, drop_lease=True)
-        await client.eval(wire.REAP, 2, layout.nodes, layout.conns, layout.prefix)
-
-    def _commands_failed(self, exc: BaseException, *, lost: int) -> None:
-        """A command to Redis failed: reject publishes until a resync succeeds.
-
-        Publishes still queued are dropped and counted too: delivery is
-        at-most-once across an outage, never a late replay.
-        """
-        queued = sum(1 for item in self._outbox if item[0] in (_PUB, _TO_CONN))
-        if queued:
-            self._outbox = deque(item for item in self._outbox if item[0] not in (_PUB, _TO_CONN))
-            self._pending_publishes -= queued
-            lost += queued
-        self._stats["publish_failures"] += lost
-        self._resync = True
-        self._error(exc)
-        node = self._node
-        if node is not None:
-            node.backend_error()
-        logger.warning("redis command failed (%d publishes lost): %r", lost, exc)
-        if self._writer_ok:
-            self._writer_ok = False
-            self._notify_state()
-
-    def _writer_ok_again(self) -> None:
-        if not self._writer_ok:
-            self._writer_ok = True
-            self._notify_state()
-
-    # -- receiving ---------------------------------------------------------------------
-
-    def _on_message(self, data: bytes) -> None:
-        stats = self._stats
-        stats["received"] += 1
-        try:
-            kind, origin = wire.peek(data)
-            if origin == self._origin:
-                stats["own"] += 1
-                if kind == wire.PROBE:
-                    event = self._probes.pop(wire.probe_token(data), None)
-                    if event is not None:
-                        event.set()
-                return
-            if kind == wire.PROBE:
-                return
-            envelope = wire.unpack(data)
-        except wire.WireError as exc:
-            stats["malformed"] += 1
-            logger.debug("ignoring a malformed message: %s", exc)
-            return
-        node = self._node
-        if node is None:
-            return
-        stats["processed"] += 1
-        try:
-            delivered = node.deliver(envelope)
-        except Exception as exc:
-            self._error(exc)
-            logger.exception("delivering a remote envelope failed")
-            return
-        if delivered:
-            stats["delivered"] += 1
-        else:
-            stats["unmatched"] += 1
-
-    def _on_link(self, up: bool, error: BaseException | None) -> None:
-        if up:
-            if self._link_seen:
-                self._reconnects += 1
-                self._resync = True  # presence may have expired or Redis restarted
-                if self._wake is not None:
-                    self._wake.set()
-            self._link_seen = True
-            if self._up is not None:
-                self._up.set()
-        elif not self._closed:
-            self._error(error)
-            if self._node is not None:
-                self._node.backend_error()
-            logger.warning("redis subscription link lost: %r", error)
-        self._notify_state()
+            run.publisher.publish(Publish(self._layout.channel_of(envelope), data))
 
     # -- membership --------------------------------------------------------------------
 
     async def connection_added(self, connection_id: str, key: Key, *, first_of_key: bool) -> None:
-        """Publish presence and subscribe to the key's channel on its first connection.
+        """Announce the connection and subscribe to its key's channel if needed.
 
-        Waits (up to ``op_timeout``) until both are in effect while connected;
-        returns at once while disconnected (the reconnect re-asserts everything).
+        Returns once the key's channel is subscribed on Redis (whoever asked
+        first: ``first_of_key`` is only a hint) and the presence is written, or
+        after ``op_timeout``; at once while Redis is unreachable (everything is
+        rewritten when it is back). Never raises for Redis failures.
         """
-        self._conns[connection_id] = key
-        self._presence_changed(connection_id, key)
-        if first_of_key:
-            self._want(self._layout.key_channel(key))
-        await self._settle(subscribed=first_of_key)
+        run = self._run
+        if run is None:
+            return
+        channel = self._layout.key_channel(key)
+        run.presence.added(connection_id, key)
+        run.listener.want(channel)
+        await run.settle(channel, presence=True)
 
     def connection_removed(self, connection_id: str, key: Key, *, last_of_key: bool) -> None:
-        """Withdraw presence; unsubscribe after the key's last connection. Never blocks."""
-        self._conns.pop(connection_id, None)
-        self._presence_changed(connection_id, key)
-        if last_of_key:
-            self._unwant(self._layout.key_channel(key))
-
-    def _presence_changed(self, connection_id: str, key: Key) -> None:
-        if not self._resync:  # a pending resync rewrites everything (bounded outbox)
-            self._queue(_CONN, connection_id)
-            self._queue(_KEY, key)
+        """Withdraw the connection; unsubscribe once its key has none here. Never blocks."""
+        run = self._run
+        if run is None:
+            return
+        run.presence.removed(connection_id, key)
+        run.publisher.wake()
+        if last_of_key or not run.node.local_count(key):
+            run.listener.unwant(self._layout.key_channel(key))
 
     async def group_joined(self, group: str, *, first_of_group: bool) -> None:
-        """Subscribe to the group's channel on its first local member."""
-        if first_of_group:
-            self._want(self._layout.group_channel(group))
-            await self._settle(subscribed=True)
+        """Subscribe to the group's channel if needed; return once it is subscribed.
+
+        Bounded by ``op_timeout``; at once while Redis is unreachable.
+        """
+        run = self._run
+        if run is None:
+            return
+        channel = self._layout.group_channel(group)
+        run.listener.want(channel)
+        await run.settle(channel, presence=False)
 
     def group_left(self, group: str, *, last_of_group: bool) -> None:
         """Unsubscribe after the group's last local member. Never blocks."""
-        if last_of_group:
-            self._unwant(self._layout.group_channel(group))
-
-    def _want(self, channel: str) -> None:
-        count = self._interest.get(channel, 0)
-        self._interest[channel] = count + 1
-        listener = self._listener
-        if count == 0 and listener is not None:
-            listener.want(channel)
-
-    def _unwant(self, channel: str) -> None:
-        count = self._interest.get(channel, 0) - 1
-        listener = self._listener
-        if count > 0:
-            self._interest[channel] = count
-            return
-        self._interest.pop(channel, None)
-        if listener is not None:
-            listener.unwant(channel)
-
-    async def _settle(self, *, subscribed: bool) -> None:
-        listener = self._listener
-        if listener is None or not self.connected:
-            await asyncio.sleep(0)
-            return
-        flushed = self._flush_waiter()
-        try:
-            if subscribed:
-                await listener.sync(self.op_timeout)
-            await asyncio.wait_for(flushed.wait(), self.op_timeout)
-        except asyncio.TimeoutError:
-            self._error(None, "membership change not confirmed within op_timeout")
+        run = self._run
+        if run is not None and last_of_group:
+            run.listener.unwant(self._layout.group_channel(group))
 
     # -- presence ----------------------------------------------------------------------
 
@@ -720,114 +389,32 @@ class RedisBackend(Backend):
         """Live connections of ``key`` on nodes whose lease is live (one round trip).
 
         Raises:
-            BackendUnavailable: Redis cannot answer.
+            BackendUnavailable: not running, or Redis cannot answer within ``op_timeout``.
         """
-        layout = self._layout
-        presence = layout.presence_key(wire.name_of(key))
-        result = await self._call(wire.COUNT, 2, presence, layout.nodes)
-        return int(result)
+        return await self._leases().count(key)
 
     async def online_keys(self) -> frozenset[Key]:
         """Every key with a connection on a live node (one round trip, O(online keys)).
 
         Raises:
-            BackendUnavailable: Redis cannot answer.
+            BackendUnavailable: not running, or Redis cannot answer within ``op_timeout``.
         """
-        layout = self._layout
-        names = await self._call(wire.ONLINE_KEYS, 1, layout.nodes, layout.prefix)
+        leases = self._leases()
         keys: set[Key] = set()
-        for name in names:
+        for name in await leases.online_names():
             try:
                 keys.add(wire.key_of(name.decode("ascii")))
             except (wire.WireError, UnicodeError):
-                self._stats["malformed"] += 1
+                leases.counters.malformed += 1
         return frozenset(keys)
 
-    async def _call(self, script: str, numkeys: int, *args: Any) -> Any:
-        client = self._client
-        if client is None:
+    def _leases(self) -> Leases:
+        run = self._run
+        if run is None:
             raise BackendUnavailable("redis", "the backend is not running")
-        try:
-            return await client.eval(script, numkeys, *args)
-        except _BROKEN as exc:
-            self._error(exc)
-            raise BackendUnavailable("redis", str(exc)) from exc
-
-    async def _heartbeat_loop(self) -> None:
-        layout = self._layout
-        lease = int(self.presence_timeout * 1000)
-        while not self._closed:
-            await asyncio.sleep(self.heartbeat_interval)
-            client = self._client
-            if client is None or self._resync:
-                continue  # the resync renews the lease
-            try:
-                alive = await client.eval(wire.HEARTBEAT, 1, layout.nodes, self._me, lease)
-                await client.eval(wire.REAP, 2, layout.nodes, layout.conns, layout.prefix)
-            except _BROKEN as exc:
-                self._commands_failed(exc, lost=0)
-                if self._wake is not None:
-                    self._wake.set()  # the writer retries (resync) with backoff
-                continue
-            if not alive:
-                self._stats["lease_lost"] += 1
-                logger.warning("node %s lost its presence lease; re-asserting", self._me)
-                self._resync = True
-                if self._wake is not None:
-                    self._wake.set()
-
-    async def _probe_loop(self) -> None:
-        channel = self._layout.node_channel(self._me)
-        while not self._closed:
-            await asyncio.sleep(self.probe_interval)
-            listener, client = self._listener, self._client
-            if listener is None or client is None or not listener.up:
-                continue
-            token = uuid.uuid4().hex
-            event = asyncio.Event()
-            self._probes[token] = event
-            self._stats["probes"] += 1
-            try:
-                deaf = await self._probe_once(client, channel, token, event)
-            except _BROKEN as exc:
-                self._error(exc)  # Redis itself is unreachable: not the link's fault
-                continue
-            finally:
-                self._probes.pop(token, None)
-            if deaf:
-                self._stats["probe_failures"] += 1
-                logger.warning("redis subscription link is deaf (probe not received); rebuilding")
-                listener.rebuild("liveness probe failed")
-
-    async def _probe_once(
-        self, client: aioredis.Redis, channel: str, token: str, event: asyncio.Event
-    ) -> bool:
-        """Publish a probe to this node's channel; ``True`` if the link is deaf.
-
-        Deaf: Redis has no subscriber on the channel, or the link read nothing
-        at all while the probe was due. A link that is busy reading a backlog
-        is slow, not deaf, and is left alone (a rebuild would lose messages).
-        """
-        listener = self._listener
-        assert listener is not None
-        reads = listener.reads
-        receivers = await client.publish(channel, wire.pack_probe(self._origin, token))
-        if not receivers:
-            return True  # Redis says nobody listens on our channel
-        try:
-            await asyncio.wait_for(event.wait(), self.probe_timeout)
-        except asyncio.TimeoutError:
-            if listener.reads > reads:
-                self._stats["probes_late"] += 1
-                return False
-            return True
-        return False
+        return run.leases
 
     # -- health ------------------------------------------------------------------------
-
-    def _error(self, exc: BaseException | None, detail: str = "") -> None:
-        self._errors += 1
-        self._last_error = detail or repr(exc)
 
     def _notify_state(self) -> None:
         connected = self.connected
@@ -841,42 +428,49 @@ class RedisBackend(Backend):
         try:
             callback(self.health())
         except Exception:
-            self._errors += 1
+            run = self._run or self._last
+            if run is not None:
+                run.counters.errors += 1
             logger.exception("on_state_change callback failed")
 
     def health(self) -> BackendHealth:
-        """Connection state and counters (non-blocking).
+        """Connection state and counters of the current (or last) run (non-blocking).
 
         ``detail`` holds: ``namespace``, ``node``, ``subscriptions`` (channels on
         the current link), ``link_failures`` (lost links and failed reconnect
         attempts), ``pending`` (publishes waiting for the writer),
-        ``published``, ``publish_failures`` (lost after queueing), ``rejected``
-        (``publish`` raised), ``oversized``, ``received`` (messages the link
-        read), ``processed`` (envelopes handed to the registry: the measure of
-        interest routing), ``delivered``/``unmatched`` (of those, reached a
-        local connection or not), ``own`` (own publishes echoed back and
-        dropped), ``malformed``, ``probes``, ``probe_failures`` (deaf links
-        rebuilt), ``probes_late`` (a busy link answered late; left alone),
-        ``lease_lost``, ``resyncs``, ``task_failures``, ``last_error`` and
-        ``since`` (time of the last state change).
+        ``published``, ``publish_failures`` (queued, then lost: a failed
+        pipeline, or not confirmed by Redis at shutdown), ``rejected``
+        (``publish`` raised), ``oversized``, ``batches`` (pipelines sent),
+        ``lingered`` (batches that waited to fill up under load), ``received``
+        (messages the link read), ``processed`` (envelopes handed to the
+        registry: the measure of interest routing), ``delivered``/``unmatched``
+        (of those, reached a local connection or not), ``own`` (own publishes
+        echoed back and dropped), ``malformed``, ``probes``,
+        ``probe_failures`` (deaf links rebuilt), ``probes_late`` (a busy link
+        answered late; left alone), ``lease_lost``, ``resyncs`` (presence
+        rewrites), ``reaped`` (entries of crashed nodes purged),
+        ``task_failures``, ``last_error`` and ``since`` (time of the last
+        state change).
         """
-        listener = self._listener
-        detail: dict[str, Any] = {
-            "namespace": self.namespace,
-            "node": self._node.node_id if self._node is not None else None,
-            "subscriptions": listener.subscriptions if listener is not None else 0,
-            "link_failures": listener.failures if listener is not None else 0,
-            "pending": self._pending_publishes,
-            **self._stats,
-            "last_error": self._last_error,
-            "since": self._last_change,
-        }
+        run = self._run or self._last
+        if run is None:
+            counters, detail = Counters(), {"subscriptions": 0, "link_failures": 0, "pending": 0}
+            node = None
+        else:
+            counters, detail, node = run.counters, run.link_detail(), run.node.node_id
         return BackendHealth(
             name="redis",
             connected=self.connected,
-            errors=self._errors,
-            reconnects=self._reconnects,
-            detail=detail,
+            errors=counters.errors,
+            reconnects=counters.reconnects,
+            detail={
+                "namespace": self.namespace,
+                "node": node,
+                **detail,
+                **counters.detail(),
+                "since": self._last_change,
+            },
         )
 
 

@@ -6,6 +6,11 @@ key reaches its connections on every node exactly once, a publisher's order is
 kept, broadcasts and group broadcasts reach the right connections, presence
 spans the cluster, and hostile key or group names never cross-deliver.
 
+Races are checked too: two connects of one key (two joins of one group) racing
+on a node must both return only once the key (group) is reachable, and a
+connect cancelled half-way must leave no half state (no stale presence, no
+group left unsubscribed for the member that stays).
+
 Exactly-once is checked with a fence: a publisher's messages arrive in order,
 so once a connection has the fence it must hold each earlier message exactly
 once.
@@ -15,9 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 
 import anyio
 
+from ..connection import Connection
 from ..errors import NotConnected
 from ..registry import Registry
 from ..testing import RecordingTransport
@@ -309,6 +316,98 @@ async def _publisher_order_is_kept_across_kinds(a: Registry, b: Registry) -> Non
     _expect(remote.messages(), list(range(301)), "order of a publisher's sends/broadcasts on b")
 
 
+def _wait_local(condition: Callable[[], bool]) -> Awaitable[None]:
+    async def check() -> bool:
+        return condition()
+
+    return _until(check)
+
+
+def _is_member(conn: Connection, group: str) -> bool:
+    return group in conn.groups
+
+
+def _is_local(registry: Registry, key: str) -> bool:
+    return bool(registry.lookup(key))
+
+
+async def _connect(registry: Registry, transport: RecordingTransport, key: str) -> None:
+    await registry.connect(transport, key=key)
+
+
+async def _racing_connects_of_one_key_are_reachable(a: Registry, b: Registry) -> None:
+    for round_ in range(5):
+        key = f"racy-{round_}"
+        first, second = RecordingTransport(), RecordingTransport()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_connect, b, first, key)
+            await _wait_local(partial(_is_local, b, key))
+            await b.connect(second, key=key)  # the second connect of the key
+            await a.send(key, "right after the second connect")
+        await _fenced(a, key, first, second, fence=f"fence-{round_}")
+        for name, transport in (("first", first), ("second", second)):
+            _expect(
+                transport.sent.count("right after the second connect"),
+                1,
+                f"copies on the {name} of two racing connects of {key!r}, sent from the other "
+                "node right after the second returned",
+            )
+
+
+async def _racing_joins_of_one_group_are_reachable(a: Registry, b: Registry) -> None:
+    for round_ in range(5):
+        group = f"racy-room-{round_}"
+        one, two = RecordingTransport(), RecordingTransport()
+        conn_one = await b.connect(one, key=f"one-{round_}")
+        conn_two = await b.connect(two, key=f"two-{round_}")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(b.join, conn_one, group)
+            await _wait_local(partial(_is_member, conn_one, group))
+            await b.join(conn_two, group)  # the second join of the group
+            await a.broadcast("right after the second join", group=group)
+        await _fenced(a, f"one-{round_}", one, fence=f"fence-one-{round_}")
+        await _fenced(a, f"two-{round_}", two, fence=f"fence-two-{round_}")
+        for name, transport in (("first", one), ("second", two)):
+            _expect(
+                transport.sent.count("right after the second join"),
+                1,
+                f"copies on the {name} of two racing joins of {group!r}, broadcast from the "
+                "other node right after the second returned",
+            )
+
+
+async def _cancelled_connect_leaves_no_half_state(a: Registry, b: Registry) -> None:
+    stays = RecordingTransport()
+    member = await b.connect(stays, key="stays")
+    scope = anyio.CancelScope()
+    made: list[Connection] = []
+
+    async def connect_then_maybe_cancelled() -> None:
+        with scope:
+            made.append(await b.connect(RecordingTransport(), key="half", groups={"hg"}))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(connect_then_maybe_cancelled)
+        await _wait_local(lambda: bool(b.members("hg")) or bool(made))
+        tg.start_soon(b.join, member, "hg")
+        await _wait_local(lambda: "hg" in member.groups)
+        scope.cancel()  # the first member's connect, if still running, is cancelled
+    for conn in made:  # it finished before the cancellation: leave like a client would
+        await b.disconnect(conn)
+    _expect(b.lookup("half"), (), "local connections of the key whose connect was cancelled")
+    _expect([conn.key for conn in b.members("hg")], ["stays"], "local members of 'hg'")
+    for i in range(3):
+        await a.broadcast(f"hg-{i}", group="hg")
+    await _fenced(a, "stays", stays)
+    _expect(
+        [m for m in stays.sent if str(m).startswith("hg-")],
+        ["hg-0", "hg-1", "hg-2"],
+        "group broadcasts on the member that stayed after a racing connect was cancelled",
+    )
+    await _until(lambda: _equals(a.online_count("half"), 0))
+    _expect(await a.online_keys(), {"stays"}, "a.online_keys() after the cancelled connect")
+
+
 _CHECKS: tuple[Callable[[Registry, Registry], Awaitable[None]], ...] = (
     _send_reaches_every_connection_of_the_key_once,
     _sender_node_delivers_locally_without_echo,
@@ -320,4 +419,7 @@ _CHECKS: tuple[Callable[[Registry, Registry], Awaitable[None]], ...] = (
     _hostile_names_never_cross_deliver,
     _interest_survives_quick_leave_and_return,
     _publisher_order_is_kept_across_kinds,
+    _racing_connects_of_one_key_are_reachable,
+    _racing_joins_of_one_group_are_reachable,
+    _cancelled_connect_leaves_no_half_state,
 )
