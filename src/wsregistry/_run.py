@@ -232,6 +232,8 @@ class Run:
                 backend.connection_added(outbox.id, key, first_of_key=first_of_key)
             )
             for group, first in joined:
+                if outbox.state is not _OPEN:
+                    break  # unregistered meanwhile: its group_left already ran; join nothing
                 await self._backend_call(backend.group_joined(group, first_of_group=first))
         except BaseException:
             self.unregister(outbox, None, flush=False)

@@ -7,7 +7,7 @@ import enum
 import anyio
 import pytest
 
-from wsregistry import CloseCode, ConnectionState, Registry
+from wsregistry import CloseCode, ConnectionState, Key, MemoryBackend, Registry
 from wsregistry.testing import RecordingTransport, StallingTransport
 
 from ..helpers import TIMEOUT, wait_until
@@ -136,3 +136,39 @@ async def test_a_closing_connection_gets_nothing_new_and_reports_closing() -> No
             stalled.release()
         assert stalled.sent == ["m0", "m1"]
         assert conn.state is ConnectionState.CLOSED
+
+
+class _Recording(MemoryBackend):
+    """Records the membership hooks; connection_added waits until the test opens a gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.gate = anyio.Event()
+        self.entered = anyio.Event()
+
+    async def connection_added(self, connection_id: str, key: Key, *, first_of_key: bool) -> None:
+        self.entered.set()
+        await self.gate.wait()
+
+    async def group_joined(self, group: str, *, first_of_group: bool) -> None:
+        self.calls.append(f"joined {group}")
+
+    def group_left(self, group: str, *, last_of_group: bool) -> None:
+        self.calls.append(f"left {group}")
+
+
+async def test_a_connection_dropped_during_connect_joins_no_group_afterwards() -> None:
+    # reported by the Redis work: group_left ran first, then connect() still joined,
+    # leaving the backend subscribed to a group with no local member
+    backend = _Recording()
+    async with Registry(backend=backend) as registry:
+        transport = RecordingTransport()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: registry.connect(transport, key="k", groups={"room"}))
+            await backend.entered.wait()
+            (conn,) = registry.lookup("k")
+            await registry.disconnect(conn)  # while the backend is still adding it
+            backend.gate.set()
+        assert backend.calls == ["left room"]
+        assert registry.members("room") == ()
