@@ -21,6 +21,7 @@ PAIRS = {
     "wsr-starlette": "naive",
     "wsr-fastapi": "naive",
     "wsr-fastapi-route": "naive",
+    "wsr-starlette-asgi": "naive",
 }
 
 

@@ -207,6 +207,7 @@ TRANSPORT_OF = {
     "wsr-starlette": "naive",
     "wsr-fastapi": "naive",
     "wsr-fastapi-route": "naive",
+    "wsr-starlette-asgi": "naive",
 }
 """The anchor on the same transport as each wsregistry server (for "beyond the transport")."""
 
@@ -506,7 +507,13 @@ def _targets_0_2(
     """Targets of the 0.2 issues: targeted sends and fan-out against the same stack."""
     lines: list[str] = []
     sizes, ns = _sizes_ns(records, "targeted")
-    pairs = (("wsr-websockets", ANCHOR), ("wsr-starlette", "naive"), ("wsr-fastapi", "naive"))
+    pairs = (
+        ("wsr-websockets", ANCHOR),
+        ("wsr-starlette", "naive"),
+        ("wsr-starlette-asgi", "naive"),
+        ("wsr-fastapi", "naive"),
+        ("wsr-fastapi-route", "naive"),
+    )
     for n in ns:
         for size in sizes:
             for server, anchor in pairs:
@@ -526,7 +533,9 @@ def _targets_0_2(
             for server, factor in (
                 ("wsr-websockets", 1.25),
                 ("wsr-starlette", 1.0),
+                ("wsr-starlette-asgi", 1.0),
                 ("wsr-fastapi", 1.0),
+                ("wsr-fastapi-route", 1.0),
             ):
                 ours = cell(records, "fanout", server, n, size)
                 if ours.rate and ws.rate:

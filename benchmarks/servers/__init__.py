@@ -40,6 +40,7 @@ SERVERS: dict[str, ServerKind] = {
         ServerKind("socketio", "python-socketio", "socketio_server", "socketio", cluster=True),
         ServerKind("wsr-websockets", "wsregistry + websockets", "wsr_websockets", cluster=True),
         ServerKind("wsr-starlette", "wsregistry + Starlette", "wsr_starlette", cluster=True),
+        ServerKind("wsr-starlette-asgi", "wsregistry + Starlette, ASGI send", "wsr_starlette_asgi"),
         ServerKind("wsr-fastapi", "wsregistry + FastAPI", "wsr_fastapi", cluster=True),
         ServerKind("wsr-fastapi-route", "wsregistry + FastAPI, plain route", "wsr_fastapi_route"),
     )

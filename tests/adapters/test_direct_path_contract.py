@@ -107,7 +107,7 @@ def _messages() -> list[str | bytes]:
 
 
 async def _scenario(ws: str, *, direct: bool, stalled: bool) -> bytes:
-    _uvicorn_direct._ENABLED = direct
+    os.environ["WSREGISTRY_UVICORN_DIRECT"] = "1" if direct else "0"
     registry = Registry(max_queue=10_000, max_queue_bytes=64 * 1024 * 1024)
     endpoint = RegistryEndpoint(registry, authenticate=_authenticate)
     app = Starlette(routes=[WebSocketRoute("/", endpoint)])
@@ -136,8 +136,8 @@ DIRECT_WRITES = [0]
 
 
 @pytest.fixture(autouse=True)
-def _restore_switch(monkeypatch: pytest.MonkeyPatch) -> Any:
-    enabled = _uvicorn_direct._ENABLED
+def _count_direct_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSREGISTRY_UVICORN_DIRECT", "1")
     write = _uvicorn_direct.DirectPath.write
 
     def counted(self: _uvicorn_direct.DirectPath, frame: bytes) -> None:
@@ -145,8 +145,6 @@ def _restore_switch(monkeypatch: pytest.MonkeyPatch) -> Any:
         write(self, frame)
 
     monkeypatch.setattr(_uvicorn_direct.DirectPath, "write", counted)
-    yield
-    _uvicorn_direct._ENABLED = enabled
 
 
 @pytest.mark.parametrize("stalled", [False, True], ids=["reading", "stalled-then-reading"])

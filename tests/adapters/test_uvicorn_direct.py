@@ -14,7 +14,6 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
 
-from wsregistry.adapters import _uvicorn_direct
 from wsregistry.adapters._frames import frame
 from wsregistry.adapters._uvicorn_direct import DirectPath, find_direct_path
 
@@ -146,6 +145,6 @@ async def test_off_for_an_unknown_uvicorn_version_or_when_switched_off(
     monkeypatch.setattr(uvicorn, "__version__", "9.0.0")
     await _serve_once(_apps(probe)["starlette"], "websockets-sansio", client)
     monkeypatch.setattr(uvicorn, "__version__", "0.54.0")
-    monkeypatch.setattr(_uvicorn_direct, "_ENABLED", False)
+    monkeypatch.setenv("WSREGISTRY_UVICORN_DIRECT", "0")
     await _serve_once(_apps(probe)["starlette"], "websockets-sansio", client)
     assert probe.paths == [None, None]

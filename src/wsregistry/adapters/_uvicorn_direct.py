@@ -40,12 +40,13 @@ __all__ = ["KNOWN_UVICORN", "DirectPath", "find_direct_path"]
 KNOWN_UVICORN = ((0, 30), (0, 55))
 """uvicorn versions (from, up to excluded) whose protocol internals the direct path reads."""
 
-_ENABLED = os.environ.get("WSREGISTRY_UVICORN_DIRECT", "1").strip().lower() not in {
-    "0",
-    "false",
-    "no",
-    "off",
-}
+_OFF = frozenset({"0", "false", "no", "off"})
+
+
+def _enabled() -> bool:
+    """The switch, read at each connection: ``WSREGISTRY_UVICORN_DIRECT=0`` turns the path off."""
+    return os.environ.get("WSREGISTRY_UVICORN_DIRECT", "1").strip().lower() not in _OFF
+
 
 _PASS_THROUGH = frozenset(
     {
@@ -94,7 +95,7 @@ def find_direct_path(send: Any) -> DirectPath | None:
 
     Call it after the handshake (the negotiated extensions are known then).
     """
-    if not _ENABLED or not _known_uvicorn():
+    if not _enabled() or not _known_uvicorn():
         return None
     for _ in range(_MAX_HOPS):
         owner = getattr(send, "__self__", None)
