@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from .._types import check_group, check_key
 from ..codes import CloseCode
 from ..errors import WSRegistryError
 
@@ -304,22 +305,6 @@ def check_heartbeat(interval: float | None, timeout: float | None) -> None:
             raise ValueError(f"{name} must be > 0, got {value}")
     if timeout is not None and interval is None:
         raise ValueError("heartbeat_timeout needs heartbeat_interval")
-
-
-def check_key(key: object) -> Key:
-    """Return ``key`` if it is a registry key (``str`` or ``int``), else raise ``TypeError``."""
-    if isinstance(key, (str, int)) and not isinstance(key, bool):
-        return key
-    raise TypeError(f"a key must be str or int, got {type(key).__name__}: {key!r}")
-
-
-def check_group(group: object) -> str:
-    """Return ``group`` if it is a group name (a non-empty ``str``), else raise."""
-    if not isinstance(group, str):
-        raise TypeError(f"a group name must be str, got {type(group).__name__}: {group!r}")
-    if not group:
-        raise ValueError("a group name must not be empty")
-    return group
 
 
 EnumT = TypeVar("EnumT", LimitPolicy, RefusalMode)

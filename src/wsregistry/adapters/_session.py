@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 
 import anyio
 
+from .._encode import encode
 from ..codes import CloseCode
 from ..errors import ConnectionClosed, RegistryClosed
 from ..registry import Registry
@@ -155,8 +156,8 @@ class Endpoint(Generic[SocketT]):
         )
         self._heartbeat_interval = heartbeat_interval
         self._heartbeat_timeout = heartbeat_timeout
-        self._heartbeat_payload = _encode(
-            options.get("heartbeat_message", HEARTBEAT_MESSAGE), registry
+        self._heartbeat_payload = encode(
+            options.get("heartbeat_message", HEARTBEAT_MESSAGE), registry.serializer
         )
 
     @property
@@ -372,16 +373,6 @@ class Serving:
             self.stopped = True
             if self.receiving and self.scope is not None:
                 self.scope.cancel()
-
-
-def _encode(message: Any, registry: Registry) -> str | bytes:
-    """Serialise ``message`` once with the registry's serializer (``str``/``bytes`` as is)."""
-    if isinstance(message, (str, bytes)):
-        return message
-    payload = registry.serializer(message)
-    if not isinstance(payload, (str, bytes)):
-        raise TypeError(f"the serializer returned {type(payload).__name__}, not str or bytes")
-    return payload
 
 
 class _Alive:

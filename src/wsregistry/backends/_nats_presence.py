@@ -205,7 +205,7 @@ class Presence:
                 if present:
                     subject = layout.entry(key, me, conn_id)
                     self._written[conn_id] = subject
-                    calls.append(self._put(subject, wire.token_of(key).encode("ascii")))
+                    calls.append(self._put(subject, wire.name_of(key).encode("ascii")))
                 else:
                     subject = self._written.pop(conn_id, "") or layout.entry(key, me, conn_id)
                     calls.append(self._purge(layout.presence_stream, subject))
@@ -231,7 +231,7 @@ class Presence:
             for conn_id, key in snapshot.items():
                 subject = layout.entry(key, me, conn_id)
                 self._written[conn_id] = subject
-                calls.append(self._put(subject, wire.token_of(key).encode("ascii")))
+                calls.append(self._put(subject, wire.name_of(key).encode("ascii")))
             await _gather(calls)
         except BaseException:
             self._resync = True

@@ -1,16 +1,11 @@
-"""What the Redis backend and emitters put on the wire: names, envelopes, scripts.
+"""What the Redis backend and emitters put on the wire: channels, keys, probes, scripts.
 
 Pure code, no I/O and no Redis client, shared by the backend and the emitters
-so both speak exactly the same protocol.
-
-Names. A key or group becomes a *name*: ``s`` + unpadded base64url of its UTF-8
-(``str``) or ``i`` + its decimal digits (``int``). The alphabet has no ``:``,
-``*``, ``?``, ``[`` or whitespace, the type tag keeps ``"1"`` apart from ``1``,
-and the encoding is injective, so no two keys share a name and no name acts as
-a pattern. Names longer than :data:`MAX_NAME` are replaced by ``h`` + their
-SHA-256 in channel and Redis key names (bounded size); the envelope still
-carries the full name and receivers match targets exactly, so even a hash
-collision could not cross-deliver.
+so both speak exactly the same protocol. Names and envelopes are every
+backend's (``_wire``): a key or group becomes an injective, pattern-free name
+(no ``:``, ``*``, ``?``, ``[`` or whitespace); names longer than
+:data:`MAX_NAME` are replaced by ``h`` + their SHA-256 in channel and Redis key
+names.
 
 Layout under a namespace ``ns`` (``[A-Za-z0-9_.-]+``)::
 
@@ -24,43 +19,53 @@ Layout under a namespace ``ns`` (``[A-Za-z0-9_.-]+``)::
                ns:nk:<node>      hash name -> its ns:p: key (the node's keys)
                ns:nc:<node>      set of the node's connection ids
 
-Envelope: ``>BBBHIH`` header (version, kind, flags, origin, target and exclude
-lengths), then origin, target name, exclude id and the payload bytes; flag bit 0
-marks a binary payload, so text and bytes come back exactly as sent.
+A liveness probe is an envelope header with kind ``p`` and the probe's token as
+its data.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import re
-import struct
 from typing import Any
 
-from .._types import Key, Payload
+from .._types import Key
 from ..envelope import Envelope, EnvelopeKind
+from ._wire import (
+    BINARY,
+    HEADER,
+    VERSION,
+    WireError,
+    key_of,
+    name_of,
+    pack,
+    peek,
+    unpack,
+)
+from ._wire import short as short_name
+
+__all__ = [
+    "MAX_NAME",
+    "PROBE",
+    "Layout",
+    "WireError",
+    "check_namespace",
+    "key_of",
+    "name_of",
+    "pack",
+    "pack_probe",
+    "peek",
+    "probe_token",
+    "reap_args",
+    "short",
+    "unpack",
+]
 
 MAX_NAME = 128
 """Longest name used verbatim in a channel or Redis key name."""
 
-_VERSION = 1
-_HEADER = struct.Struct(">BBBHIH")
-_BINARY = 1
-_KIND_CODES = {
-    EnvelopeKind.KEY: ord("k"),
-    EnvelopeKind.BROADCAST: ord("b"),
-    EnvelopeKind.GROUP: ord("g"),
-    EnvelopeKind.CONNECTION: ord("c"),
-}
 PROBE = ord("p")
 """Kind code of a liveness probe (a node's message to itself)."""
-_KINDS = {code: kind for kind, code in _KIND_CODES.items()}
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]+")
-
-
-class WireError(ValueError):
-    """A message on a channel is not a wsregistry envelope."""
 
 
 def check_namespace(namespace: object) -> str:
@@ -74,40 +79,9 @@ def check_namespace(namespace: object) -> str:
     return namespace
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def name_of(value: Key) -> str:
-    """The injective, pattern-free name of a key, group or node id."""
-    if isinstance(value, str):
-        return "s" + _b64(value.encode("utf-8", "surrogatepass"))
-    return "i" + str(int(value))
-
-
-def key_of(name: str) -> Key:
-    """Invert :func:`name_of`.
-
-    Raises:
-        WireError: ``name`` is not a name.
-    """
-    try:
-        if name[:1] == "i":
-            return int(name[1:])
-        if name[:1] == "s":
-            raw = name[1:]
-            padded = raw + "=" * (-len(raw) % 4)
-            return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8", "surrogatepass")
-    except (ValueError, binascii.Error, UnicodeError) as exc:
-        raise WireError(f"bad name {name[:40]!r}") from exc
-    raise WireError(f"bad name {name[:40]!r}")
-
-
 def short(name: str) -> str:
     """``name`` itself if short, else a fixed-size digest of it (for Redis names)."""
-    if len(name) <= MAX_NAME:
-        return name
-    return "h" + hashlib.sha256(name.encode("ascii")).hexdigest()
+    return short_name(name, MAX_NAME)
 
 
 class Layout:
@@ -157,77 +131,16 @@ class Layout:
         raise ValueError(f"{kind} envelopes go to a node channel")
 
 
-def pack(envelope: Envelope, origin: bytes) -> bytes:
-    """Encode ``envelope`` (from node ``origin``) for a channel."""
-    target = b"" if envelope.target is None else name_of(envelope.target).encode("ascii")
-    exclude = b"" if envelope.exclude is None else envelope.exclude.encode("utf-8")
-    payload = envelope.payload
-    if isinstance(payload, str):
-        flags, data = 0, payload.encode("utf-8", "surrogatepass")
-    else:
-        flags, data = _BINARY, payload
-    header = _HEADER.pack(
-        _VERSION, _KIND_CODES[envelope.kind], flags, len(origin), len(target), len(exclude)
-    )
-    return b"".join((header, origin, target, exclude, data))
-
-
 def pack_probe(origin: bytes, token: str) -> bytes:
     """A liveness probe carrying ``token``."""
     data = token.encode("ascii")
-    return _HEADER.pack(_VERSION, PROBE, _BINARY, len(origin), 0, 0) + origin + data
-
-
-def peek(data: bytes) -> tuple[int, bytes]:
-    """Kind code and origin of an encoded envelope, without decoding the rest.
-
-    Raises:
-        WireError: not an envelope of this version.
-    """
-    if len(data) < _HEADER.size:
-        raise WireError("message too short")
-    version, kind, _flags, origin_len, _target_len, _exclude_len = _HEADER.unpack_from(data)
-    if version != _VERSION:
-        raise WireError(f"unknown envelope version {version}")
-    start = _HEADER.size
-    return kind, data[start : start + origin_len]
+    return HEADER.pack(VERSION, PROBE, BINARY, len(origin), 0, 0) + origin + data
 
 
 def probe_token(data: bytes) -> str:
     """The token of a probe."""
-    _version, _kind, _flags, origin_len, _t, _e = _HEADER.unpack_from(data)
-    return data[_HEADER.size + origin_len :].decode("ascii", "replace")
-
-
-def unpack(data: bytes) -> Envelope:
-    """Decode an envelope.
-
-    Raises:
-        WireError: the message is malformed.
-    """
-    if len(data) < _HEADER.size:
-        raise WireError("message too short")
-    version, code, flags, origin_len, target_len, exclude_len = _HEADER.unpack_from(data)
-    kind = _KINDS.get(code)
-    if version != _VERSION or kind is None:
-        raise WireError(f"unknown envelope version {version} / kind {code}")
-    pos = _HEADER.size
-    end = pos + origin_len + target_len + exclude_len
-    if end > len(data):
-        raise WireError("truncated envelope")
-    try:
-        origin = data[pos : pos + origin_len].decode("utf-8")
-        pos += origin_len
-        target: Key | None = None
-        if target_len:
-            target = key_of(data[pos : pos + target_len].decode("ascii"))
-        pos += target_len
-        exclude = data[pos : pos + exclude_len].decode("utf-8") if exclude_len else None
-        raw = data[end:]
-        payload: Payload = raw if flags & _BINARY else raw.decode("utf-8", "surrogatepass")
-    except UnicodeError as exc:
-        raise WireError("bad encoding in envelope") from exc
-    return Envelope(kind, payload, target, exclude, origin)
+    _version, _kind, _flags, origin_len, _t, _e = HEADER.unpack_from(data)
+    return data[HEADER.size + origin_len :].decode("ascii", "replace")
 
 
 # -- Lua scripts (run atomically on the Redis server; the clock is Redis's) -----------

@@ -451,7 +451,7 @@ class NatsBackend(Backend):
         stats = self._stats
         stats["received"] += 1
         try:
-            if wire.origin_of(data) == self._origin:
+            if wire.peek(data)[1] == self._origin:
                 stats["own"] += 1
                 return
             envelope = wire.unpack(data)

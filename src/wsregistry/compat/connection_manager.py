@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.lowlevel
 
-from ..adapters._handshake import check_key
+from .._types import check_key
 from ..errors import BackendUnavailable, NotConnected, RegistryClosed
 from ..registry import Registry
 from ._managed import NOT_RUNNING, LazyRunner, SocketTransport, check_socket
