@@ -21,6 +21,6 @@ def test_metrics_overhead_benchmark_prints_its_table() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| send_nowait")]
     assert len(rows) == 1
-    assert "writer task, time_queued_frames=False" in done.stdout
+    assert "writer task, time_queued_frames=True" in done.stdout
     assert "target: on/off >= 0.95" in done.stdout
     assert "one scrape:" in done.stdout
