@@ -81,7 +81,7 @@ def _moving(samples: Samples) -> dict[str, float]:
 async def test_metrics_move_exactly_as_clients_connect_receive_and_get_refused() -> None:
     registry = Registry()
     prom = CollectorRegistry()
-    RegistryCollector(registry, prometheus_registry=prom)
+    RegistryCollector(registry, prometheus_registry=prom, time_queued_frames=True)
     async with serve(_app(registry, prom)) as host, httpx.AsyncClient() as http:
         metrics = f"http://{host}/metrics"
         ws = f"ws://{host}/ws"
