@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 from typing import Any
 
+from typing_extensions import Self
+
 
 class _Pair:
     def __init__(self) -> None:
@@ -19,19 +21,21 @@ class _Pair:
         self.writers: list[asyncio.StreamWriter] = []
 
 
-class DeafeningProxy:
+class _Proxy:
+    """A loopback TCP listener in front of ``target_port``; subclasses pump the bytes."""
+
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = 0
-        self._pairs: list[_Pair] = []
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    async def __aenter__(self) -> DeafeningProxy:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -39,13 +43,26 @@ class DeafeningProxy:
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.close()
-        for pair in self._pairs:
-            for writer in pair.writers:
-                writer.close()
+        for writer in self._writers:
+            writer.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class DeafeningProxy(_Proxy):
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
+        self._pairs: list[_Pair] = []
 
     def freeze_subscribers(self) -> int:
         """Go deaf on every current subscription connection; returns how many."""
@@ -60,11 +77,10 @@ class DeafeningProxy:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         pair = _Pair()
         pair.writers = [writer, up_writer]
+        self._writers += pair.writers
         self._pairs.append(pair)
         for source, sink, upstream in ((reader, up_writer, True), (up_reader, writer, False)):
-            task = asyncio.ensure_future(self._pump(pair, source, sink, upstream=upstream))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._pump(pair, source, sink, upstream=upstream))
 
     async def _pump(
         self,
@@ -90,7 +106,7 @@ class DeafeningProxy:
                     writer.close()
 
 
-class SlowLinkProxy:
+class SlowLinkProxy(_Proxy):
     """A loopback TCP proxy that delays bytes by ``delay`` seconds in each direction.
 
     With ``subscribers_only`` (the default) only connections that sent a
@@ -100,37 +116,9 @@ class SlowLinkProxy:
     """
 
     def __init__(self, target_port: int, delay: float, *, subscribers_only: bool = True) -> None:
-        self.target_port = target_port
+        super().__init__(target_port)
         self.delay = delay
         self.subscribers_only = subscribers_only
-        self.port = 0
-        self._server: asyncio.AbstractServer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def __aenter__(self) -> SlowLinkProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)

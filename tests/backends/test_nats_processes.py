@@ -4,10 +4,8 @@ run again on NATS, plus presence expiry after ``kill -9`` of a process."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import anyio
@@ -20,8 +18,7 @@ from .test_redis_processes import (
     ROOT,
     Server,
     get,
-    open_client,
-    post,
+    kill_and_wait_offline,
     test_broadcast_groups_and_connection_sends_cross_processes,
     test_presence_across_processes,
     test_send_reaches_tabs_on_every_process_exactly_once,
@@ -93,22 +90,7 @@ async def test_killed_process_presence_disappears_within_the_bound(
     observer = servers[0]
     (victim,) = start_servers(module_namespace, 1)
     try:
-        ws, _ = await open_client(victim.ws("erin"))
-        assert (await get(observer, "/online?key=erin"))["count"] == 1
-        victim.proc.send_signal(signal.SIGKILL)
-        victim.proc.wait()
-        killed_at = time.monotonic()
-        with anyio.fail_after(TIMEOUT):
-            while (await get(observer, "/online?key=erin"))["count"]:  # noqa: ASYNC110
-                await anyio.sleep(0.01)
-        gone_after = time.monotonic() - killed_at
-        # bound: presence_timeout after the last lease renewal, which is at most one
-        # heartbeat before the kill; plus scheduling slack on a busy machine
-        assert gone_after <= PRESENCE_TIMEOUT + 0.5, gone_after
-        reply = await post(observer, "/send", {"key": "erin", "message": "x", "require": True})
-        assert reply == {"offline": True}
-        assert "erin" not in (await get(observer, "/online?key=erin"))["keys"]
-        await ws.close()
+        await kill_and_wait_offline(observer, victim, "erin", bound=PRESENCE_TIMEOUT + 0.5)
         # a live node (any) reaps the dead one's entries at its next heartbeat
         with anyio.fail_after(TIMEOUT):
             while not sum([(await get(s, "/stats"))["detail"]["reaped"] for s in servers]):  # noqa: ASYNC110

@@ -210,28 +210,35 @@ async def test_presence_across_processes(servers: list[Server]) -> None:
             await ws.close()
 
 
+async def kill_and_wait_offline(
+    observer: Server, victim: Server, key: str, *, bound: float
+) -> None:
+    """Connect ``key`` to ``victim``, ``kill -9`` it, and check ``observer`` sees ``key``
+    offline within ``bound`` seconds (presence timeout after the last lease renewal, which
+    is at most one heartbeat before the kill, plus scheduling slack on a busy machine)."""
+    ws, _ = await open_client(victim.ws(key))
+    assert (await get(observer, f"/online?key={key}"))["count"] == 1
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait()
+    killed_at = time.monotonic()
+    with anyio.fail_after(TIMEOUT):
+        while (await get(observer, f"/online?key={key}"))["count"]:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+    gone_after = time.monotonic() - killed_at
+    assert gone_after <= bound, gone_after
+    reply = await post(observer, "/send", {"key": key, "message": "x", "require": True})
+    assert reply == {"offline": True}
+    assert key not in (await get(observer, f"/online?key={key}"))["keys"]
+    await ws.close()
+
+
 async def test_killed_process_presence_disappears_within_the_bound(
     servers: list[Server], module_namespace: str
 ) -> None:
     observer = servers[0]
     (victim,) = start_servers(module_namespace, 1)
     try:
-        ws, _ = await open_client(victim.ws("erin"))
-        assert (await get(observer, "/online?key=erin"))["count"] == 1
-        victim.proc.send_signal(signal.SIGKILL)
-        victim.proc.wait()
-        killed_at = time.monotonic()
-        with anyio.fail_after(TIMEOUT):
-            while (await get(observer, "/online?key=erin"))["count"]:  # noqa: ASYNC110
-                await anyio.sleep(0.01)
-        gone_after = time.monotonic() - killed_at
-        # bound: presence_timeout after the last heartbeat, which is at most
-        # one heartbeat before the kill; plus scheduling slack on a busy machine
-        assert gone_after <= PRESENCE_TIMEOUT + 0.5, gone_after
-        reply = await post(observer, "/send", {"key": "erin", "message": "x", "require": True})
-        assert reply == {"offline": True}
-        assert "erin" not in (await get(observer, "/online?key=erin"))["keys"]
-        await ws.close()
+        await kill_and_wait_offline(observer, victim, "erin", bound=PRESENCE_TIMEOUT + 0.5)
         # a live node purges the dead one's entries at its next heartbeat
         client = redis.Redis.from_url(SHARED_REDIS)
         try:
